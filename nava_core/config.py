@@ -1,0 +1,293 @@
+"""Model configuration and the frame/token arithmetic every part of NAVA Studio shares.
+
+Field names follow the release's model config so that a config read from a release checkpoint maps
+one-to-one. The arithmetic lives here (and only here) because the UI, the prompt linter, the memory
+estimator and the pipeline must all agree on how many frames, audio tokens and DiT tokens a clip has.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+Precision = Literal["nava", "fp32"]
+
+# Temporal and spatial facts of the release (NAVA_SPEC.md sections 2, 5, 6).
+VIDEO_FPS = 24
+LATENT_FPS = 6  # latent frames per second of video (temporal VAE stride 4 at 24 fps)
+VAE_TEMPORAL_STRIDE = 4
+VAE_SPATIAL_STRIDE = 16
+AUDIO_TOKENS_PER_SECOND = 25
+AUDIO_MEL_HOP = 160
+AUDIO_MEL_RATE = 16_000
+AUDIO_VOCODER_RATE = 48_000
+SPEAKER_DIM = 192
+MAX_AUDIO_TOKENS = 1024  # RoPE table length of the release (positions 0..1023 per axis)
+
+
+@dataclass(frozen=True)
+class NAVAConfig:
+    """Backbone hyper-parameters with the release config's field names."""
+
+    dim: int = 3072
+    ffn_dim: int = 14336
+    freq_dim: int = 256
+    text_dim: int = 4096
+    num_heads: int = 24
+    num_double_layers: int = 10
+    num_single_layers: int = 20
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    text_len: int = 512
+    vid_in_dim: int = 48
+    vid_out_dim: int = 48
+    audio_in_dim: int = 128
+    audio_out_dim: int = 128
+    eps: float = 1e-6
+    temporal_rope_scaling_factor: float = 0.24
+    speaker_dim: int = SPEAKER_DIM
+    qk_norm: bool = True
+    cross_attn_norm: bool = True
+    precision: Precision = "nava"
+
+    def __post_init__(self) -> None:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+        if self.precision not in ("nava", "fp32"):
+            raise ValueError(f"precision must be 'nava' or 'fp32', got {self.precision!r}")
+        object.__setattr__(self, "patch_size", tuple(self.patch_size))
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def num_layers(self) -> int:
+        return self.num_double_layers + self.num_single_layers
+
+    @property
+    def audio_hidden_dim(self) -> int:
+        """Hidden width of the audio SwiGLU patch embedding (LLaMA rule: 8/3 * dim, multiple of 256)."""
+        hidden = int(2 * (4 * self.dim) / 3)
+        return 256 * ((hidden + 255) // 256)
+
+    @classmethod
+    def release(cls, precision: Precision = "nava") -> "NAVAConfig":
+        """The released 6.3B model (6,296,995,520 parameters)."""
+        return cls(precision=precision)
+
+    @classmethod
+    def tiny(cls, precision: Precision = "nava") -> "NAVAConfig":
+        """A CPU-fast model with the release's head_dim (128), so the RoPE split is the release's.
+
+        It is also the configuration of the golden fixture (`tests/data/nava_golden/spec.json`).
+        """
+        return cls(
+            dim=256,
+            ffn_dim=512,
+            num_heads=2,
+            num_double_layers=2,
+            num_single_layers=2,
+            precision=precision,
+        )
+
+    def with_precision(self, precision: Precision) -> "NAVAConfig":
+        return replace(self, precision=precision)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["patch_size"] = list(self.patch_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NAVAConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "patch_size" in kwargs:
+            kwargs["patch_size"] = tuple(kwargs["patch_size"])
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A frame size in pixels. The release's aspect buckets are the named ones."""
+
+    width: int
+    height: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        step = VAE_SPATIAL_STRIDE * 2  # VAE stride 16 x patch 2
+        if self.width <= 0 or self.height <= 0 or self.width % step or self.height % step:
+            raise ValueError(
+                f"frame size {self.width}x{self.height} must be positive multiples of {step} pixels; "
+                f"use one of the release buckets: {', '.join(b.label for b in BUCKETS)}"
+            )
+
+    @property
+    def label(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def aspect(self) -> float:
+        return self.width / self.height
+
+    @property
+    def latent_hw(self) -> tuple[int, int]:
+        return self.height // VAE_SPATIAL_STRIDE, self.width // VAE_SPATIAL_STRIDE
+
+    @property
+    def tokens_per_latent_frame(self) -> int:
+        h, w = self.latent_hw
+        return (h // 2) * (w // 2)
+
+    @property
+    def is_release_bucket(self) -> bool:
+        return any(self.width == b.width and self.height == b.height for b in BUCKETS)
+
+    @classmethod
+    def parse(cls, text: str) -> "Resolution":
+        """Parse '1280x704' (width x height)."""
+        try:
+            w, h = (int(x) for x in text.lower().replace(" ", "").split("x"))
+        except ValueError:
+            raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x704") from None
+        for b in BUCKETS:
+            if (b.width, b.height) == (w, h):
+                return b
+        return cls(w, h)
+
+
+BUCKETS: tuple[Resolution, ...] = (
+    Resolution(1280, 704, "landscape"),
+    Resolution(704, 1280, "portrait"),
+    Resolution(960, 960, "square"),
+)
+
+
+def nearest_bucket(width: int, height: int) -> Resolution:
+    """The release bucket whose aspect ratio is closest (in log space) to width/height."""
+    target = math.log(width / height)
+    return min(BUCKETS, key=lambda b: abs(math.log(b.aspect) - target))
+
+
+# ---- time arithmetic -------------------------------------------------------------------------
+
+
+def latent_frames_for_seconds(seconds: float) -> int:
+    """Latent frames for a clip of `seconds` (6 per second plus the first): 6 s -> 37."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be a positive number of seconds, got {seconds!r}")
+    return int(round(seconds * LATENT_FPS)) + 1
+
+
+def snap_seconds(seconds: float) -> float:
+    """The duration NAVA will actually produce for a requested one (a whole number of latent frames)."""
+    return seconds_for_latent_frames(latent_frames_for_seconds(seconds))
+
+
+def pixel_frames(latent_frames: int) -> int:
+    """Decoded frames for T latent frames: 4T-3 (37 -> 145)."""
+    if latent_frames < 1:
+        raise ValueError("need at least one latent frame")
+    return VAE_TEMPORAL_STRIDE * latent_frames - (VAE_TEMPORAL_STRIDE - 1)
+
+
+def seconds_for_latent_frames(latent_frames: int) -> float:
+    """Playback length of the decoded video: (4T-3)/24 s."""
+    return pixel_frames(latent_frames) / VIDEO_FPS
+
+
+def audio_tokens_for_frames(frames: int) -> int:
+    """Audio tokens covering `frames` video frames: ceil(frames/24*25) (145 -> 152)."""
+    return math.ceil(frames / VIDEO_FPS * AUDIO_TOKENS_PER_SECOND - 1e-9)
+
+
+def audio_tokens_for_latent_frames(latent_frames: int) -> int:
+    return audio_tokens_for_frames(pixel_frames(latent_frames))
+
+
+def audio_tokens_for_seconds(seconds: float) -> int:
+    """Audio tokens for audio-only clips (25 per second)."""
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration must be a positive number of seconds, got {seconds!r}")
+    return math.ceil(seconds * AUDIO_TOKENS_PER_SECOND - 1e-9)
+
+
+def audio_samples_for_tokens(tokens: int, sample_rate: int = AUDIO_MEL_RATE) -> int:
+    """Waveform samples the audio VAE + vocoder make from L tokens: 160*(4L-3) at 16 kHz."""
+    mel_frames = 4 * tokens - 3
+    return AUDIO_MEL_HOP * mel_frames * sample_rate // AUDIO_MEL_RATE
+
+
+def max_audio_seconds() -> float:
+    return MAX_AUDIO_TOKENS / AUDIO_TOKENS_PER_SECOND
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """How many DiT tokens one forward sees; drives memory and time estimates."""
+
+    latent_frames: int
+    video_tokens: int
+    audio_tokens: int
+
+    @property
+    def total(self) -> int:
+        return self.video_tokens + self.audio_tokens
+
+
+def token_counts(resolution: Resolution, latent_frames: int, with_video: bool = True) -> TokenCounts:
+    """Tokens per forward: 1280x704, 37 latent frames -> 32,560 video + 152 audio."""
+    video = resolution.tokens_per_latent_frame * latent_frames if with_video else 0
+    return TokenCounts(latent_frames, video, audio_tokens_for_latent_frames(latent_frames))
+
+
+@dataclass(frozen=True)
+class GuidanceScales:
+    """The five guidance scales in the release's "c + g*(c - x)" form (0 switches a branch off)."""
+
+    video: float = 3.0
+    audio: float = 2.0
+    video_align: float = 3.0
+    audio_align: float = 2.0
+    timbre: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("video", "audio", "video_align", "audio_align", "timbre"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"guidance scale '{name}' must be a finite number >= 0, got {v!r}")
+            if v > 20:
+                raise ValueError(f"guidance scale '{name}' = {v} is above 20; use a value between 0 and 20")
+
+    @classmethod
+    def audio_only(cls) -> "GuidanceScales":
+        """The release's text-to-audio settings: audio 2.0, no alignment branch, timbre 3.0."""
+        return cls(video=0.0, audio=2.0, video_align=0.0, audio_align=0.0, timbre=3.0)
+
+
+DEFAULT_STEPS = 50
+DEFAULT_SHIFT = 5.0
+DEFAULT_SECONDS = 6.0
+DEFAULT_SEED = 42
+
+__all__ = [
+    "NAVAConfig",
+    "Resolution",
+    "BUCKETS",
+    "GuidanceScales",
+    "TokenCounts",
+    "nearest_bucket",
+    "latent_frames_for_seconds",
+    "snap_seconds",
+    "pixel_frames",
+    "seconds_for_latent_frames",
+    "audio_tokens_for_frames",
+    "audio_tokens_for_latent_frames",
+    "audio_tokens_for_seconds",
+    "audio_samples_for_tokens",
+    "token_counts",
+]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with torch and the project's requirements.
+# On a machine without CUDA, torch is pinned to the CPU build 2.13.0 (an unpinned torch would pull
+# gigabytes of CUDA wheels); with an NVIDIA driver present, pip's default CUDA build is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+VENV=${NAVA_VENV:-.venv}
+stamp="$VENV/.nava-setup-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then exit 0; fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip_() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
+  pip_ "torch==2.13.0" || pip_ torch
+else
+  pip_ "torch==2.13.0"
+fi
+pip_ -r requirements.txt
+pip_ --no-deps -e .
+rm -f "$VENV"/.nava-setup-*
+touch "$stamp"
