@@ -167,6 +167,14 @@ BUCKETS: tuple[Resolution, ...] = (
 )
 
 
+# Frame sizes used with the tiny (random-weight) engine: same aspect family, CPU-fast token counts.
+TINY_PREVIEW_SIZES: dict[str, Resolution] = {
+    "landscape": Resolution(160, 96, "landscape (tiny preview)"),
+    "portrait": Resolution(96, 160, "portrait (tiny preview)"),
+    "square": Resolution(128, 128, "square (tiny preview)"),
+}
+
+
 def nearest_bucket(width: int, height: int) -> Resolution:
     """The release bucket whose aspect ratio is closest (in log space) to width/height."""
     target = math.log(width / height)
@@ -281,6 +289,7 @@ __all__ = [
     "GuidanceScales",
     "TokenCounts",
     "nearest_bucket",
+    "TINY_PREVIEW_SIZES",
     "latent_frames_for_seconds",
     "snap_seconds",
     "pixel_frames",
