@@ -1,0 +1,1 @@
+"""Checkpoint layouts, converters, weight sets and the tiny weight-set builder."""
