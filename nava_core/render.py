@@ -1,0 +1,306 @@
+"""Render requests to files, and the `nava-render` command line (`python -m nava_core.render`).
+
+`render_to_files` is the one place that turns a `RenderResult` into the files a user keeps: the MP4
+(or, in audio mode, WAV + FLAC), the full-rate stereo WAV, subtitles when the prompt has lines, and the
+request as a JSON sidecar. Names are never reused, so an earlier render is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from nava_core.config import GuidanceScales, Resolution
+from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled, null_progress
+from nava_core.request import RenderRequest, RequestError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RenderOutputs:
+    mp4: Path | None
+    wav: Path
+    flac: Path | None
+    sidecar: Path
+    srt: Path | None
+    timings: dict[str, float]
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in dataclasses.asdict(self).items() if isinstance(v, Path)}
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^\w]+", "-", text.strip().lower(), flags=re.UNICODE).strip("-")
+    return (s[:limit].strip("-") or "render")
+
+
+def unique_stem(out_dir: Path, request: RenderRequest) -> Path:
+    """A fresh `<out_dir>/<slug>-s<seed>-<time>` that no existing file starts with."""
+    base = f"{_slug(request.title or request.prompt)}-s{request.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = out_dir / base
+    n = 1
+    while any(out_dir.glob(f"{stem.name}.*")):
+        n += 1
+        stem = out_dir / f"{base}-{n}"
+    return stem
+
+
+def subtitles_for(request: RenderRequest) -> str | None:
+    """SRT text for the request's spoken lines (from its project, else parsed from the prompt)."""
+    try:
+        import prompt_builder as pb
+    except ImportError:
+        return None
+    try:
+        project = pb.Project.from_dict(request.project) if request.project else pb.parse_prompt(request.prompt)
+        srt = pb.to_srt(project)
+    except Exception as e:  # subtitles are a convenience: never fail a render for them
+        logger.warning("no subtitles for this render: %s", e)
+        return None
+    return srt if srt.strip() else None
+
+
+def render_to_files(
+    pipe: Any,
+    request: RenderRequest,
+    out_dir: str | Path,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> RenderOutputs:
+    """Render and write every output atomically; a cancelled render leaves no file behind."""
+    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav
+
+    progress = progress or null_progress
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = pipe(request, progress=progress, cancel=cancel)
+    if cancel is not None and cancel.cancelled:
+        raise RenderCancelled("render cancelled")
+    progress(ProgressEvent("writing"))
+    t0 = time.perf_counter()
+    stem = unique_stem(out_dir, request)
+    req_json = request.to_json()
+    written: list[Path] = []
+    try:
+        mp4 = flac = srt_path = None
+        if result.frames is not None:
+            mp4 = write_mp4(stem.with_suffix(".mp4"), result.frames, result.audio, result.sample_rate, req_json)
+            written.append(mp4)
+        wav = write_wav(stem.with_suffix(".wav"), result.audio, result.sample_rate, req_json)
+        written.append(wav)
+        if result.frames is None:
+            flac = write_flac(stem.with_suffix(".flac"), result.audio, result.sample_rate, req_json)
+            written.append(flac)
+        srt = subtitles_for(request)
+        if srt:
+            srt_path = stem.with_suffix(".srt")
+            tmp = srt_path.with_name(f".{srt_path.name}.tmp")
+            tmp.write_text(srt, encoding="utf-8")
+            tmp.replace(srt_path)
+            written.append(srt_path)
+        sidecar = write_sidecar(stem.with_suffix(".json"), req_json)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    timings = dict(result.timings)
+    timings["write_s"] = time.perf_counter() - t0
+    progress(ProgressEvent("done", message=str(mp4 or wav)))
+    return RenderOutputs(mp4, wav, flac, sidecar, srt_path, timings, list(result.warnings))
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+class InputFileError(ValueError):
+    """The CLI's input file cannot be read as render requests."""
+
+
+def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequest]:
+    """A request JSON, or a JSONL in the release's format (`prompt`, `image_path`, `spk_wavs`, optional `mode`)."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    base = path.parent
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        items = data if isinstance(data, list) else [data]
+        if not all(isinstance(d, dict) for d in items):
+            raise InputFileError(f"{path}: expected a render request object (or a list of them)")
+        return [RenderRequest.from_dict({**d, **overrides}) for d in items]
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputFileError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputFileError(f"{path}, line {n}: expected an object with a 'prompt'")
+        prompt = row.get("prompt", row.get("text"))
+        if not isinstance(prompt, str):
+            raise InputFileError(f"{path}, line {n}: no 'prompt' text")
+        fields: dict[str, Any] = {"prompt": prompt}
+        if row.get("image_path"):
+            fields["image"] = str(_resolve(base, row["image_path"]))
+            fields["mode"] = "image_audio_video"
+        if row.get("spk_wavs"):
+            fields["speaker_wavs"] = [str(_resolve(base, p)) if p else None for p in row["spk_wavs"]]
+        if row.get("mode"):
+            fields["mode"] = row["mode"]
+        merged = {**fields, **overrides}
+        if merged.get("mode") == "audio" and "guidance" not in overrides:
+            merged["guidance"] = GuidanceScales.audio_only()
+        try:
+            out.append(RenderRequest.from_dict(merged))
+        except RequestError as e:
+            raise InputFileError(f"{path}, line {n}: {e}") from None
+    if not out:
+        raise InputFileError(f"{path}: no requests found")
+    return out
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p)
+    return q if q.is_absolute() else (base / q)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = GuidanceScales()
+    p = argparse.ArgumentParser(
+        prog="nava-render",
+        description="Render NAVA requests (a request .json or a release-format .jsonl) to MP4/WAV files.",
+    )
+    p.add_argument("input", help="request .json, or .jsonl with one {prompt, image_path?, spk_wavs?, mode?} per line; "
+                                 "or 'batch' followed by a batch definition file")
+    p.add_argument("batch_file", nargs="?", help="with 'batch': the batch definition JSON")
+    p.add_argument("--weights", default="tiny", help="weight-set folder, or 'tiny' for random test weights (default)")
+    p.add_argument("--out", default="outputs", help="output folder (default: ./outputs)")
+    p.add_argument("--mode", choices=["audio_video", "image_audio_video", "audio"], help="override the mode")
+    p.add_argument("--steps", type=int, help="denoising steps (release: 50)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seconds", type=float, help="duration in seconds (snapped to whole latent frames)")
+    g.add_argument("--frames", type=int, help="latent frames T (video has 4T-3 frames at 24 fps)")
+    p.add_argument("--size", help="WIDTHxHEIGHT, e.g. 1280x704, 704x1280, 960x960")
+    p.add_argument("--seed", type=int, help="noise seed (video and audio unless --audio-seed)")
+    p.add_argument("--audio-seed", type=int, help="separate seed for the audio noise")
+    p.add_argument("--video-guidance", type=float, help=f"video text guidance g_v (default {d.video}; 0 = off)")
+    p.add_argument("--audio-guidance", type=float, help=f"audio text guidance g_a (default {d.audio}; 0 = off)")
+    p.add_argument("--video-align-guidance", type=float, help=f"video alignment guidance g_va (default {d.video_align})")
+    p.add_argument("--audio-align-guidance", type=float, help=f"audio alignment guidance g_aa (default {d.audio_align})")
+    p.add_argument("--timbre-guidance", type=float, help=f"timbre guidance g_t (default {d.timbre}; needs voices)")
+    p.add_argument("--precision", choices=["nava", "fp32"], help="'nava' matches the release (bf16); 'fp32' for checks")
+    p.add_argument("--sample-rate", type=int, choices=[16000, 48000], help="audio output rate (release: 16000)")
+    p.add_argument("--tiled-vae", action="store_true", help="decode video in tiles (less memory)")
+    p.add_argument("--memory-profile", help="memory profile (auto, resident, t5_offload, fp8, group_offload)")
+    p.add_argument("--gpus", type=int, help="GPUs for Ulysses sequence parallel (must divide 24)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    o: dict[str, Any] = {}
+    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus"):
+        v = getattr(args, name)
+        if v is not None:
+            o[name] = v
+    if args.frames is not None:
+        if args.frames < 1:
+            raise RequestError("--frames must be at least 1")
+        o["seconds"] = (args.frames - 1) / 6
+    if args.size:
+        r = Resolution.parse(args.size)
+        o["width"], o["height"] = r.width, r.height
+    if args.sample_rate:
+        o["audio_sample_rate"] = args.sample_rate
+    if args.tiled_vae:
+        o["tiled_vae"] = True
+    scales = {
+        "video": args.video_guidance, "audio": args.audio_guidance, "video_align": args.video_align_guidance,
+        "audio_align": args.audio_align_guidance, "timbre": args.timbre_guidance,
+    }
+    if any(v is not None for v in scales.values()):
+        base = GuidanceScales.audio_only() if args.mode == "audio" else GuidanceScales()
+        o["guidance"] = {k: (v if v is not None else getattr(base, k)) for k, v in scales.items()}
+    return o
+
+
+class _TerminalProgress:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        if self.quiet:
+            return
+        if ev.phase == "denoising" and ev.total:
+            if self.bar is None:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=ev.total, desc="denoising", unit="step", file=sys.stderr)
+            self.bar.n = ev.step
+            self.bar.refresh()
+            return
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(ev.describe(), file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.input == "batch":
+            if not args.batch_file:
+                raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
+            return _run_batch(args)
+        requests = requests_from_file(Path(args.input), _overrides(args))
+    except (InputFileError, RequestError, ValueError) as e:
+        print(f"nava-render: {e}", file=sys.stderr)
+        return 2
+    from nava_core.pipeline import NAVAPipeline
+
+    progress = _TerminalProgress(args.quiet)
+    try:
+        pipe = NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"nava-render: cannot load weights: {e}", file=sys.stderr)
+        return 3
+    failures = 0
+    for i, req in enumerate(requests, 1):
+        if len(requests) > 1:
+            print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
+        try:
+            outs = render_to_files(pipe, req, args.out, progress=progress)
+        except (RequestError, ValueError, FileNotFoundError) as e:
+            failures += 1
+            print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
+            continue
+        print(outs.mp4 or outs.wav)
+    return 1 if failures else 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    from nava_core.batch_cli import run_batch_cli
+
+    return run_batch_cli(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
