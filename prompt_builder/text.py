@@ -16,7 +16,7 @@ CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 WORD_RE = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
 
 # Speaking rates: English in words per second, Chinese in characters per second.
-WORDS_PER_SECOND = {"slow": 2.0, "normal": 2.6, "fast": 3.3}
+WORDS_PER_SECOND = {"slow": 2.2, "normal": 3.0, "fast": 3.8}
 CHARS_PER_SECOND = {"slow": 3.5, "normal": 4.5, "fast": 5.5}
 LINE_OVERHEAD_S = 0.25  # breath / onset per line
 
