@@ -1,0 +1,210 @@
+"""Backbone checkpoints: the release file format, the Wan2.2-TI2V-5B key map, golden-fixture weights.
+
+A release checkpoint is a safetensors file (or a torch `{"state_dict": ...}` file) whose keys carry a
+`backbone.` prefix; after stripping it the keys are exactly `WanAVModel`'s (NAVA_SPEC.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nava_core.config import NAVAConfig
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "backbone."
+FP8_DTYPE = torch.float8_e4m3fn
+# Parts of NAVA that have no Wan2.2 counterpart (trained from scratch by the release).
+NEW_IN_NAVA = ("patch_embedding_audio.", "speaker_embedding.", "head_audio.")
+# Golden init rule (tests/data/nava_golden/spec.json `norm_suffixes`).
+GOLDEN_NORM_SUFFIXES = (
+    "norm_q.weight",
+    "norm_k.weight",
+    "norm_q_audio.weight",
+    "norm_k_audio.weight",
+    "norm3.weight",
+    "speaker_embedding.net.0.weight",
+    "speaker_embedding.out_norm.weight",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that does not hold a NAVA backbone for the requested config."""
+
+
+def _summarise(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
+
+
+def load_backbone_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a release backbone file and return its tensors with the `backbone.` prefix stripped.
+
+    Accepts `.safetensors` and torch files (loaded with `weights_only=True`, never unpickling code)
+    holding either a bare state dict or `{"state_dict": ...}`. When some keys carry the prefix, only
+    those are kept (other top-level modules of a training checkpoint are not the backbone).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"backbone checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        raw = load_file(str(path))
+    else:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # torch raises several types for non-torch or unsafe files
+            raise CheckpointError(f"{path} is not a loadable torch weights file: {exc}") from exc
+        raw = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+        if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+            raise CheckpointError(f"{path} holds no state dict of tensors")
+    if any(k.startswith(PREFIX) for k in raw):
+        return {k[len(PREFIX):]: v for k, v in raw.items() if k.startswith(PREFIX)}
+    return dict(raw)
+
+
+def check_state_dict(state_dict: dict[str, torch.Tensor], model: torch.nn.Module, source: str) -> None:
+    """Raise CheckpointError naming `source` and the missing/unexpected/mis-shaped keys, if any."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(state_dict[k].shape)} != {expected[k]}"
+        for k in set(expected) & set(state_dict)
+        if tuple(state_dict[k].shape) != expected[k]
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_summarise(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} keys with wrong shapes: {_summarise(shapes)}")
+    if problems:
+        raise CheckpointError(f"{source} is not a NAVA backbone for this config: " + "; ".join(problems))
+
+
+def load_backbone(
+    path: str | Path,
+    config: NAVAConfig,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+):
+    """Build `WanAVModel(config)` without allocating random weights and load `path` strictly."""
+    from nava_core.model import WanAVModel
+
+    state = load_backbone_state_dict(path)
+    with torch.device("meta"):
+        model = WanAVModel(config)
+    check_state_dict(state, model, str(path))
+    state = {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def _fp8_eligible(key: str, tensor: torch.Tensor) -> bool:
+    """Block matrices only: embeddings, norms, modulation and heads stay in full precision."""
+    return key.startswith(("double_blocks.", "single_blocks.")) and key.endswith(".weight") and tensor.ndim == 2
+
+
+def save_backbone_checkpoint(state_dict: dict[str, torch.Tensor], path: str | Path, fp8: bool = False) -> Path:
+    """Write the release format: safetensors, `backbone.`-prefixed keys (block matrices fp8 if asked)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for k, v in state_dict.items():
+        v = v.detach().cpu().contiguous()
+        if fp8 and _fp8_eligible(k, v):
+            v = v.to(FP8_DTYPE)
+        out[PREFIX + k] = v
+    save_file(out, str(path), metadata={"format": "pt", "model": "nava_backbone"})
+    return path
+
+
+_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+_DUAL = re.compile(r"^(self_attn|cross_attn)\.(q|k|v|o|norm_q|norm_k)\.(.+)$")
+
+
+def wan22_to_nava(state_dict: dict[str, torch.Tensor], config: NAVAConfig) -> dict[str, torch.Tensor]:
+    """Map a Wan2.2-TI2V-5B transformer state dict (official `blocks.N` layout) to NAVA keys.
+
+    blocks 0..num_double-1 become double blocks whose audio projections/modulation are copies of the
+    video ones; the rest become single blocks; `blocks.i.modulation` -> `...modulation.modulation`.
+    The result lacks only the NEW_IN_NAVA parts (audio embedding, audio head, speaker MLP).
+    """
+    nd = config.num_double_layers
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        m = _BLOCK.match(key)
+        if m is None:
+            out[key] = value
+            continue
+        i, rest = int(m.group(1)), m.group(2)
+        if i >= config.num_layers:
+            raise CheckpointError(f"Wan2.2 key {key} is beyond the config's {config.num_layers} blocks")
+        if rest == "modulation":
+            rest = "modulation.modulation"
+        if i >= nd:
+            out[f"single_blocks.{i - nd}.{rest}"] = value
+            continue
+        prefix = f"double_blocks.{i}."
+        out[prefix + rest] = value
+        if rest == "modulation.modulation":
+            out[prefix + "modulation_audio.modulation"] = value.clone()
+        elif (d := _DUAL.match(rest)) is not None:
+            out[prefix + f"{d.group(1)}.{d.group(2)}_audio.{d.group(3)}"] = value.clone()
+    return out
+
+
+def nava_to_wan22(state_dict: dict[str, torch.Tensor], config: NAVAConfig) -> dict[str, torch.Tensor]:
+    """Inverse of `wan22_to_nava` for the video path (drops audio copies and NAVA-only parts)."""
+    nd = config.num_double_layers
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.startswith(NEW_IN_NAVA) or "_audio." in key:
+            continue
+        m = re.match(r"^(double|single)_blocks\.(\d+)\.(.+)$", key)
+        if m is None:
+            out[key] = value
+            continue
+        i = int(m.group(2)) + (nd if m.group(1) == "single" else 0)
+        rest = "modulation" if m.group(3) == "modulation.modulation" else m.group(3)
+        out[f"blocks.{i}.{rest}"] = value
+    return out
+
+
+def golden_key_shapes(config: NAVAConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """The model's keys in registration order (= the golden fixture's key order) with shapes."""
+    from nava_core.model import WanAVModel
+
+    with torch.device("meta"):
+        model = WanAVModel(config)
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def init_golden_weights(config: NAVAConfig, seed: int) -> dict[str, torch.Tensor]:
+    """Seeded weights by the golden fixture's rule (spec.json `init_rule`), in key order.
+
+    One generator for all keys; z ~ N(0,1): bias 0.05z, norm weights 1+0.1z, modulation 0.1z,
+    null_token z, other weights z / sqrt(fan_in) with fan_in = numel / shape[0].
+    """
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, torch.Tensor] = {}
+    for key, shape in golden_key_shapes(config):
+        z = torch.randn(shape, generator=g, dtype=torch.float32)
+        if key.endswith(".bias"):
+            v = 0.05 * z
+        elif key.endswith(GOLDEN_NORM_SUFFIXES):
+            v = 1 + 0.1 * z
+        elif key.endswith("modulation"):
+            v = 0.1 * z
+        elif key.endswith("null_token"):
+            v = z
+        else:
+            v = z / (z.numel() / shape[0]) ** 0.5
+        out[key] = v
+    return out
