@@ -1,23 +1,76 @@
-"""Command line of the studio (`python app.py`, `nava-studio`)."""
+"""Command line of the studio (`python app.py`, `nava-studio`): parse options, build, launch."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nava-studio", description="NAVA Studio: build, cast and render NAVA clips in the browser.")
+    p = argparse.ArgumentParser(prog="nava-studio",
+                                description="NAVA Studio: build, cast and render NAVA clips in the browser.")
+    p.add_argument("--weights", default=os.environ.get("NAVA_WEIGHTS"), metavar="PATH|tiny",
+                   help="weights folder, or 'tiny' for the random-weight preview engine (default: the data folder's "
+                        "weights/nava; the studio falls back to tiny, with a banner, when weights are missing)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 to expose on the network)")
-    p.add_argument("--port", type=int, default=7860, help="port to listen on")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)), help="port to listen on")
+    p.add_argument("--auth", default=os.environ.get("NAVA_STUDIO_AUTH"), metavar="USER:PASSWORD",
+                   help="require a login (or set NAVA_STUDIO_AUTH)")
+    p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (MB)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs for one render (sequence parallel; divides 24)")
+    p.add_argument("--memory-profile", default="auto", choices=["auto", "high", "balanced", "low"],
+                   help="how much to keep on the GPU")
+    p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
+    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
     return p
+
+
+def parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise SystemExit("--auth must be USER:PASSWORD")
+    return user, password
+
+
+def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
+    """Build the studio (no server yet); tests and app.py share it."""
+    from app.engine import Engine, choose_weights
+    from app.layout import build_ui
+    from app.paths import StudioPaths
+    from app.service import StudioService
+
+    paths = StudioPaths.from_env(args.home)
+    choice = choose_weights(args.weights, paths.weights)
+    if choice.is_tiny:
+        log.warning("rendering with the tiny random-weight engine: %s", choice.reason)
+    engine = Engine(choice, memory_profile=args.memory_profile, precision=args.precision, gpus=args.gpus)
+    service = StudioService(paths, engine)
+    demo = build_ui(service)
+    demo.queue(default_concurrency_limit=4)
+    return demo, service
+
+
+def launch_kwargs(args: argparse.Namespace, service) -> dict:
+    from app.theme import CSS
+
+    return dict(
+        server_name=args.host, server_port=args.port, share=bool(args.share), auth=parse_auth(args.auth),
+        allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
+        css=CSS, footer_links=["api", "settings"],
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    import gradio as gr
-
-    with gr.Blocks(title="NAVA Studio") as demo:
-        gr.Markdown("# NAVA Studio\nThe studio is being built; the engine lands first.")
-    demo.launch(server_name=args.host, server_port=args.port)
+    demo, service = create_app(args)
+    try:
+        demo.launch(**launch_kwargs(args, service))
+    finally:
+        service.close()

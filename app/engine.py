@@ -1,0 +1,305 @@
+"""The one seam between the studio and the engine: every call into nava_core goes through here.
+
+Nothing else in `app/` imports engine internals or touches tensors. The engine lands in parallel with
+the studio, so each entry point imports its engine module lazily and turns an absent module into an
+`EngineUnavailable` message instead of a crash: the studio always starts, and the Model tab says what
+is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from nava_core.config import TINY_PREVIEW_SIZES, nearest_bucket
+from nava_core.progress import CancelToken, ProgressEvent
+from nava_core.request import RenderRequest
+
+log = logging.getLogger(__name__)
+
+MEMORY_PROFILES: tuple[str, ...] = ("auto", "high", "balanced", "low")
+PRECISIONS: tuple[str, ...] = ("nava", "fp32")
+RELEASE_REPO = "ernie-research/NAVA"
+
+
+class EngineUnavailable(RuntimeError):
+    """An engine module this action needs is not installed in this build."""
+
+
+def _module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise EngineUnavailable(
+            f"This build has no {name} yet ({e}); the studio runs, but this action needs the engine. "
+            "Update NAVA Studio (git pull) and restart."
+        ) from e
+
+
+def has_module(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+        return True
+    except ImportError:
+        return False
+
+
+# ---- weights -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """What the Model tab shows about one weights folder."""
+
+    folder: str
+    complete: bool
+    rows: list[list[str]] = field(default_factory=list)  # component, status, path, size
+    missing: list[str] = field(default_factory=list)
+    summary: str = ""
+    is_tiny: bool = False
+
+
+def weight_status(folder: str | Path) -> WeightStatus:
+    """Inspect a weights folder (present / missing files) without loading anything."""
+    folder = Path(folder).expanduser()
+    try:
+        sets = _module("nava_core.weights.sets")
+    except EngineUnavailable as e:
+        return WeightStatus(str(folder), False, [], ["(weight inspection is not available)"], str(e))
+    try:
+        report = sets.inspect_weights(folder)
+    except Exception as e:  # noqa: BLE001 - an unreadable folder is reported, not raised
+        return WeightStatus(str(folder), False, [], [f"cannot inspect {folder}: {e}"], f"cannot inspect {folder}: {e}")
+    missing = [f"{m.spec.description} ({m.spec.path})" for m in report.missing]
+    return WeightStatus(str(folder), bool(report.complete), report.to_rows(), missing, report.summary(),
+                        bool(getattr(report, "is_tiny", False)))
+
+
+def download_weights(folder: str | Path, progress: Callable[[str, float], None] | None = None) -> WeightStatus:
+    """Download the release weights into `folder` (resumable; huggingface_hub underneath).
+
+    `progress(message, fraction)`; raises the engine's HubUnreachableError with a message that says
+    what to do when the Hub cannot be reached.
+    """
+    sets = _module("nava_core.weights.sets")
+    sets.download_weights(Path(folder).expanduser(), progress=progress)
+    return weight_status(folder)
+
+
+@dataclass(frozen=True)
+class WeightChoice:
+    """Which weights the studio renders with, and why (shown in the banner and the Model tab)."""
+
+    kind: str  # "release" | "tiny"
+    folder: str  # "tiny" or a path
+    reason: str
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.kind == "tiny"
+
+
+def choose_weights(arg: str | None, default_folder: Path) -> WeightChoice:
+    """`--weights tiny` -> tiny; a complete folder -> release; anything missing -> tiny with the reason."""
+    if arg == "tiny":
+        return WeightChoice("tiny", "tiny", "started with --weights tiny")
+    folder = Path(arg).expanduser() if arg else default_folder
+    status = weight_status(folder)
+    if status.complete:
+        return WeightChoice("release", str(folder), f"release weights in {folder}")
+    what = f"missing: {', '.join(status.missing[:4])}" if status.missing else "the folder is empty or absent"
+    return WeightChoice("tiny", "tiny", f"no complete NAVA weights in {folder} ({what})")
+
+
+def tiny_banner(choice: WeightChoice) -> str:
+    """The banner every page shows while renders come from random weights."""
+    if not choice.is_tiny:
+        return ""
+    return (
+        "**Preview engine: outputs are from random (tiny) weights, not NAVA.** They only show that the "
+        "studio works end to end. Renders use small preview frame sizes "
+        f"({', '.join(r.label for r in TINY_PREVIEW_SIZES.values())}) so they take seconds on a CPU. "
+        f"Why: {choice.reason}. To get the real model, open the **Model** tab and press *Download weights*, "
+        f"or start with `python app.py --weights /path/to/NAVA` (weights: huggingface.co/{RELEASE_REPO})."
+    )
+
+
+# ---- hardware ------------------------------------------------------------------------------------
+
+
+def detect_gpus() -> list[str]:
+    """GPU names and memory as text; the engine's memory module when present, else nvidia-smi."""
+    try:
+        memory = importlib.import_module("nava_core.memory")
+        fn = getattr(memory, "detect_gpus", None)
+        if fn is not None:
+            return [str(g) for g in fn()]
+    except ImportError:
+        pass
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def memory_estimate(request: RenderRequest) -> str:
+    """A one-line VRAM/time estimate from the engine's memory module, or '' when it is not there."""
+    try:
+        memory = importlib.import_module("nava_core.memory")
+    except ImportError:
+        return ""
+    fn = getattr(memory, "estimate", None) or getattr(memory, "estimate_request", None)
+    if fn is None:
+        return ""
+    try:
+        est = fn(request)
+    except Exception as e:  # noqa: BLE001 - an estimate is advisory
+        log.debug("memory estimate failed: %s", e)
+        return ""
+    describe = getattr(est, "describe", None)
+    return describe() if callable(describe) else str(est)
+
+
+# ---- voices --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    duration_s: float
+    sample_rate: int
+    warnings: tuple[str, ...] = ()
+
+
+class VoiceError(ValueError):
+    """A voice file that cannot be used; the message says why and what to do."""
+
+
+def probe_voice(path: str | Path) -> VoiceInfo:
+    """Decode a voice upload (any format) the way the engine will, to catch bad files at upload time."""
+    try:
+        audio_io = importlib.import_module("nava_core.components.audio_io")
+    except ImportError:
+        audio_io = None
+    if audio_io is not None:
+        try:
+            loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
+        except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
+            raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
+        return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(getattr(loaded, "warnings", ()) or ()))
+    from app.media import decode_audio  # fallback until the engine's audio_io lands
+
+    try:
+        samples, sr = decode_audio(path)
+    except Exception as e:  # noqa: BLE001
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is not a readable audio file ({e})") from e
+    duration = samples.shape[-1] / sr if sr else 0.0
+    if duration < 1.0:
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is {duration:.2f} s long; use 3-10 s of speech")
+    if float(abs(samples).max(initial=0.0)) < 1e-4:
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is silent")
+    warnings = ("longer than 30 s: only the first 30 s are used",) if duration > 30 else ()
+    return VoiceInfo(duration, sr, warnings)
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderFiles:
+    mp4: str | None
+    wav: str | None
+    srt: str | None
+    request_json: str
+    timings: dict[str, float]
+
+
+def adapt_for_engine(request: RenderRequest, choice: WeightChoice) -> RenderRequest:
+    """With the tiny engine, render at the preview size of the same aspect family (seconds on a CPU)."""
+    if not choice.is_tiny or request.mode == "audio":
+        return request
+    if any((r.width, r.height) == (request.width, request.height) for r in TINY_PREVIEW_SIZES.values()):
+        return request
+    bucket = nearest_bucket(request.width, request.height)
+    size = TINY_PREVIEW_SIZES.get(bucket.name, TINY_PREVIEW_SIZES["landscape"])
+    return request.replace(width=size.width, height=size.height)
+
+
+class Engine:
+    """A lazily loaded NAVAPipeline plus `render_to_files`; one load shared by every render."""
+
+    def __init__(self, choice: WeightChoice, memory_profile: str = "auto", precision: str | None = None,
+                 gpus: int = 1) -> None:
+        self.choice = choice
+        self.memory_profile = memory_profile
+        self.precision = precision
+        self.gpus = gpus
+        self._pipe: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def label(self) -> str:
+        return "tiny (random weights)" if self.choice.is_tiny else f"release: {self.choice.folder}"
+
+    @property
+    def loaded(self) -> bool:
+        return self._pipe is not None
+
+    def available(self) -> bool:
+        return has_module("nava_core.pipeline") and has_module("nava_core.render")
+
+    def pipeline(self, progress: Callable[[ProgressEvent], None] | None = None) -> Any:
+        with self._lock:
+            if self._pipe is None:
+                pipeline = _module("nava_core.pipeline")
+                if progress:
+                    progress(ProgressEvent("loading", message=self.label))
+                t0 = time.perf_counter()
+                kwargs: dict[str, Any] = {"memory_profile": self.memory_profile, "progress": progress}
+                if self.precision:
+                    kwargs["precision"] = self.precision
+                self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
+                log.info("engine loaded (%s) in %.1f s", self.label, time.perf_counter() - t0)
+            return self._pipe
+
+    def unload(self) -> None:
+        with self._lock:
+            self._pipe = None
+
+    def render(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None = None,
+               cancel: CancelToken | None = None) -> RenderFiles:
+        """Render one request into `out_dir` (a fresh folder); raises RenderCancelled on cancel."""
+        render = _module("nava_core.render")
+        t0 = time.perf_counter()
+        pipe = self.pipeline(progress)
+        t_load = time.perf_counter() - t0
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        outs = render.render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
+        sidecar = getattr(outs, "sidecar", None)
+        req_path = Path(sidecar) if sidecar else Path(out_dir) / "request.json"
+        if not req_path.exists():
+            req_path.write_text(request.to_json(), encoding="utf-8")
+        timings = {"load_s": round(t_load, 3), "render_s": round(time.perf_counter() - t0 - t_load, 3)}
+        extra = getattr(outs, "timings", None)
+        if isinstance(extra, dict):
+            timings.update({k: float(v) for k, v in extra.items() if isinstance(v, (int, float))})
+        return RenderFiles(
+            mp4=_opt_path(getattr(outs, "mp4", None)), wav=_opt_path(getattr(outs, "wav", None)),
+            srt=_opt_path(getattr(outs, "srt", None)), request_json=str(req_path), timings=timings,
+        )
+
+
+def _opt_path(p: Any) -> str | None:
+    return str(p) if p else None

@@ -1,0 +1,197 @@
+"""Gradio-facing handlers: turn component values into service calls and results into updates.
+
+Kept apart from the layout so tests can call them directly with plain values.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from typing import Any
+
+import gradio as gr
+
+from nava_core.config import GuidanceScales
+from nava_core.request import RenderRequest, RequestError
+
+import prompt_builder as pb
+
+from app import builder as B
+from app import engine as E
+from app.service import StudioError, StudioService
+from app.timeline_view import table_rows, timeline_html
+
+log = logging.getLogger(__name__)
+
+LINT_GROUPS = ("scene", "timeline", "cast", "camera", "audio", "duration", "prompt")
+
+
+def values_dict(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(B.FORM_KEYS, vals))
+
+
+def state_of(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
+    """Form values + beats + cast (the last two inputs) -> builder state."""
+    n = len(B.FORM_KEYS)
+    return B.state_from_form(values_dict(vals[:n]), list(vals[n] or []), list(vals[n + 1] or []))
+
+
+def lint_group(where: str) -> str:
+    """Which section of the page a finding belongs next to."""
+    w = where.lower()
+    for key, group in (("timeline", "timeline"), ("line", "timeline"), ("beat", "timeline"), ("span", "timeline"),
+                       ("cast", "cast"), ("voice", "cast"), ("speaker", "cast"), ("scene", "scene"),
+                       ("subject", "scene"), ("camera", "camera"), ("audio", "audio"), ("second", "duration"),
+                       ("duration", "duration")):
+        if w.startswith(key):
+            return group
+    return "prompt"
+
+
+def lint_markdown(findings: list[dict[str, str]]) -> dict[str, str]:
+    """One HTML block of findings per page section."""
+    groups: dict[str, list[str]] = {g: [] for g in LINT_GROUPS}
+    icon = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
+    for f in findings:
+        fix = f" — {html.escape(f['fix'])}" if f.get("fix") else ""
+        groups[lint_group(f["where"])].append(
+            f'<div class="nava-lint nava-lint-{html.escape(f["severity"])}">{icon.get(f["severity"], "•")} '
+            f'<b>{html.escape(f["where"])}</b>: {html.escape(f["message"])}{fix}</div>')
+    return {g: "".join(items) for g, items in groups.items()}
+
+
+def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
+    """Prompt box, lint blocks (one per section), duration note, voice binding and estimate."""
+    try:
+        state = state_of(vals)
+        compiled, findings = service.compile(state)
+    except (pb.SchemaError, ValueError, TypeError) as e:
+        msg = f'<div class="nava-lint nava-lint-error">⛔ {html.escape(str(e))}</div>'
+        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", ""]
+    blocks = lint_markdown(findings)
+    values = values_dict(vals[: len(B.FORM_KEYS)])
+    prompt_update = gr.update() if compiled.manual else gr.update(value=compiled.text)
+    note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
+    binding = voice_binding(compiled, state)
+    estimate = ""
+    try:
+        estimate = E.memory_estimate(service.build_request(state))
+    except StudioError:
+        pass
+    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
+
+
+def voice_binding(compiled: B.Compiled, state: dict[str, Any]) -> str:
+    """Which voice each `<S>` span will get, in the release's binding order."""
+    if not compiled.span_speakers:
+        return "No spoken lines: NAVA renders ambience and effects only."
+    names = {c["id"]: c.get("name") or c["id"] for c in state["project"]["cast"]}
+    parts = []
+    for i, (spk, voice) in enumerate(zip(compiled.span_speakers, compiled.voices), 1):
+        v = "reference voice" if voice else "no reference (voice from the description)"
+        parts.append(f"{i}. {names.get(spk, spk)}: {v}")
+    return "Voice binding (span order): " + "; ".join(parts)
+
+
+def form_updates(state: dict[str, Any]) -> list[Any]:
+    """Values for every form field, then beats, cast and a bumped revision (used by reuse/preset)."""
+    values, beats, cast = B.form_from_state(state)
+    return [values[k] for k in B.FORM_KEYS] + [beats, cast]
+
+
+def load_preset_state(name: str) -> dict[str, Any]:
+    if not name or name == BUILTIN_PRESET:
+        return B.default_state()
+    project = pb.load_preset(name)
+    return {"project": project.to_dict(), "settings": B.default_settings(project.mode)}
+
+
+BUILTIN_PRESET = "Two friends at a cafe (built-in)"
+
+
+def preset_choices() -> list[str]:
+    try:
+        return [BUILTIN_PRESET, *pb.list_presets()]
+    except Exception as e:  # noqa: BLE001 - presets folder problems must not stop the studio
+        log.warning("presets unavailable: %s", e)
+        return [BUILTIN_PRESET]
+
+
+def reset_guidance(mode: str) -> list[float]:
+    g = GuidanceScales.audio_only() if mode == "audio" else GuidanceScales()
+    return [getattr(g, k) for k in B.GUIDANCE_FIELDS]
+
+
+def mode_visibility(mode: str) -> dict[str, bool]:
+    video = mode != "audio"
+    return {"camera": video, "image": video, "bucket": video, "guidance.video": video,
+            "guidance.video_align": video, "result_video": video, "result_audio": not video,
+            "result_picture": not video}
+
+
+# ---- history ------------------------------------------------------------------------------------
+
+HISTORY_HEADERS = ["id", "when", "status", "title", "mode", "seconds", "time (s)", "message"]
+
+
+def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[list[Any]]]:
+    import time as _t
+
+    gallery, rows = [], []
+    for e in service.history.list():
+        try:
+            req = json.loads(e.request_json)
+        except json.JSONDecodeError:
+            req = {}
+        when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.created))
+        rows.append([e.id, when, e.status, e.title, req.get("mode", ""), req.get("seconds", ""),
+                     e.timings.get("total_s", ""), e.error])
+        if e.thumbnail:
+            gallery.append((e.thumbnail, f"{e.id} · {e.status}"))
+    return gallery, rows
+
+
+def api_render(service: StudioService, request_json: str) -> str:
+    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out."""
+    try:
+        request = RenderRequest.from_json(request_json)
+    except (RequestError, ValueError) as e:
+        raise gr.Error(f"invalid render request: {e}") from e
+    try:
+        job = service.render_blocking(request)
+    except StudioError as e:
+        raise gr.Error(str(e)) from e
+    if job.status != "done":
+        raise gr.Error(job.error or f"render {job.status}")
+    return job.outputs.get("mp4") or job.outputs["wav"]
+
+
+def _project_from_text(project_json: str) -> pb.Project:
+    try:
+        return pb.Project.from_json(project_json)
+    except (pb.SchemaError, ValueError) as e:
+        raise gr.Error(f"invalid project: {e}") from e
+
+
+def api_lint(project_json: str) -> str:
+    """/lint: a project as JSON text in, findings as a JSON list out."""
+    project = _project_from_text(project_json)
+    findings = pb.lint_project(project, project.seconds)
+    return json.dumps([{"severity": f.severity, "where": f.where, "message": f.message, "fix": f.fix}
+                       for f in findings], ensure_ascii=False)
+
+
+def api_compile(project_json: str) -> str:
+    """/compile: a project as JSON text in, {"prompt", "voices", "span_speakers"} as JSON out."""
+    compiled = pb.compile_project(_project_from_text(project_json))
+    return json.dumps({"prompt": compiled.text, "voices": list(compiled.voices),
+                       "span_speakers": list(compiled.span_speakers)}, ensure_ascii=False)
+
+
+def timeline_outputs(vals: list[Any]) -> tuple[str, list[list[Any]]]:
+    try:
+        state = state_of(vals)
+        return timeline_html(state["project"], B.effective_seconds(state)), table_rows(state["project"])
+    except (pb.SchemaError, ValueError, TypeError) as e:
+        return f'<div class="nava-lint-error">{html.escape(str(e))}</div>', []

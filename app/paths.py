@@ -1,0 +1,62 @@
+"""Where the studio keeps its files: one data folder per user, so history survives restarts.
+
+`NAVA_STUDIO_HOME` overrides the default (`~/.local/share/nava-studio`); tests point it at a tmp dir.
+Outputs and uploads live under it and are the only folders the web server may serve.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StudioPaths:
+    home: Path
+
+    @classmethod
+    def from_env(cls, home: str | os.PathLike[str] | None = None) -> "StudioPaths":
+        """The data folder from `home`, else `NAVA_STUDIO_HOME`, else `~/.local/share/nava-studio`."""
+        root = home or os.environ.get("NAVA_STUDIO_HOME") or Path.home() / ".local" / "share" / "nava-studio"
+        paths = cls(Path(root).expanduser().resolve())
+        for d in (paths.home, paths.outputs, paths.uploads, paths.voices, paths.images):
+            d.mkdir(parents=True, exist_ok=True)
+        return paths
+
+    @property
+    def outputs(self) -> Path:
+        return self.home / "outputs"
+
+    @property
+    def uploads(self) -> Path:
+        return self.home / "uploads"
+
+    @property
+    def voices(self) -> Path:
+        return self.uploads / "voices"
+
+    @property
+    def images(self) -> Path:
+        return self.uploads / "images"
+
+    @property
+    def history_db(self) -> Path:
+        return self.home / "history.sqlite"
+
+    @property
+    def weights(self) -> Path:
+        """Default folder for the release weights when `--weights` is not given."""
+        return self.home / "weights" / "nava"
+
+    def new_output_dir(self) -> Path:
+        """A fresh folder per render: outputs are never overwritten, even for identical requests."""
+        name = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        d = self.outputs / name
+        d.mkdir(parents=True, exist_ok=False)
+        return d
+
+    def allowed_paths(self) -> list[str]:
+        return [str(self.outputs), str(self.uploads)]

@@ -1,0 +1,305 @@
+"""The studio's back end, independent of Gradio: builder checks, voice uploads, the render queue,
+history and the model settings. Every UI handler and API endpoint is a thin call into this class, so
+tests exercise the same code paths as the page without a browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from nava_core.config import nearest_bucket
+from nava_core.progress import PHASE_LABELS, ProgressEvent
+from nava_core.request import RenderRequest, RequestError
+
+from app import builder as B
+from app import engine as E
+from app.errors import explain
+from app.history import HistoryStore
+from app.media import audio_picture, video_thumbnail, write_preview_wav
+from app.paths import StudioPaths
+from app.render_queue import RenderJob, RenderQueue
+
+log = logging.getLogger(__name__)
+
+VOICE_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".wma", ".aiff", ".aif"}
+
+
+class StudioError(ValueError):
+    """A user mistake the page reports as a message (what is wrong and what to do)."""
+
+
+@dataclass(frozen=True)
+class VoiceUpload:
+    path: str  # persistent copy in the data folder (what the request references)
+    preview: str  # 16-bit WAV every browser can play
+    duration_s: float
+    note: str
+
+
+@dataclass(frozen=True)
+class RenderView:
+    """One UI update while a render is queued, running or finished."""
+
+    job_id: str
+    status: str
+    html: str
+    video: str | None = None
+    audio: str | None = None
+    picture: str | None = None
+    files: tuple[str, ...] = ()
+    error: str = ""
+
+
+class StudioService:
+    """Owns the render queue, history and engine for one running studio."""
+
+    def __init__(self, paths: StudioPaths, engine: E.Engine) -> None:
+        self.paths = paths
+        self.engine = engine
+        self.history = HistoryStore(paths.history_db)
+        self.history.mark_interrupted()
+        self.queue = RenderQueue(self._run_job, self._on_job_change)
+
+    def close(self) -> None:
+        self.queue.shutdown()
+
+    # ---- builder -------------------------------------------------------------------------------
+
+    def compile(self, state: dict[str, Any]) -> tuple[B.Compiled, list[dict[str, str]]]:
+        return B.compile_state(state), B.lint_state(state)
+
+    def build_request(self, state: dict[str, Any]) -> RenderRequest:
+        """The request exactly as the engine in use will render it (tiny: preview frame size)."""
+        try:
+            request = B.request_from_state(state)
+        except RequestError as e:
+            raise StudioError(explain(e)) from e
+        except (ValueError, TypeError) as e:
+            raise StudioError(f"The builder has an invalid value: {e}") from e
+        return E.adapt_for_engine(request, self.engine.choice)
+
+    def preflight(self, state: dict[str, Any]) -> list[str]:
+        """Blocking problems (errors) that must be fixed before rendering."""
+        problems = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
+                    for f in B.lint_state(state) if f["severity"] == "error"]
+        for i, beat in enumerate(state["project"]["timeline"]):
+            if beat.get("kind") == "line" and not (beat.get("text") or "").strip():
+                problems.append(f"line {i + 1}: the text is empty; type what the speaker says or remove the line")
+        return problems
+
+    # ---- uploads -------------------------------------------------------------------------------
+
+    def _store(self, src: str | Path, folder: Path) -> Path:
+        """Content-addressed copy into the data folder: survives Gradio's temp clean-up, never overwritten."""
+        src = Path(src)
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+        dst = folder / f"{digest}{src.suffix.lower()}"
+        if not dst.exists():
+            tmp = dst.with_name(f".{dst.name}.tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        return dst
+
+    def add_voice(self, upload: str | Path) -> VoiceUpload:
+        """Check a voice upload (any format) and keep a copy; raises StudioError saying what to do."""
+        src = Path(upload)
+        if src.suffix.lower() not in VOICE_EXTS:
+            raise StudioError(f"{src.name} is not an audio file NAVA Studio reads; upload wav, mp3, flac, ogg, opus or m4a.")
+        try:
+            info = E.probe_voice(src)
+        except E.VoiceError as e:
+            raise StudioError(f"{e}. What to do: upload 3-10 s of clear speech by this speaker.") from e
+        stored = self._store(src, self.paths.voices)
+        preview = stored.with_suffix(".preview.wav")
+        if not preview.exists():
+            write_preview_wav(stored, preview)
+        note = f"{info.duration_s:.1f} s"
+        if info.duration_s < 3:
+            note += " (short: 3-10 s of speech clones a voice better)"
+        if info.warnings:
+            note += " — " + "; ".join(info.warnings)
+        return VoiceUpload(str(stored), str(preview), info.duration_s, note)
+
+    def voice_preview(self, stored: str) -> tuple[str | None, str]:
+        """(playable preview, note) for a voice already in the data folder; used when rows re-render."""
+        if not stored:
+            return None, "No reference voice: NAVA uses the voice description."
+        path = Path(stored)
+        if not path.exists():
+            return None, f"⛔ the voice file {path.name} is gone; upload it again."
+        preview = path.with_suffix(".preview.wav")
+        try:
+            if not preview.exists():
+                write_preview_wav(path, preview)
+            info = E.probe_voice(path)
+        except Exception as e:  # noqa: BLE001
+            return None, f"⛔ {e}"
+        return str(preview), f"Voice: {info.duration_s:.1f} s"
+
+    def export_subtitles(self, state: dict[str, Any], kind: str = "srt") -> str:
+        """Write the builder's lines as SRT or VTT into the uploads folder and return the path."""
+        import prompt_builder as pb
+
+        project = B.project_of(state)
+        text = pb.to_srt(project) if kind == "srt" else pb.to_vtt(project)
+        name = (project.title or "subtitles").strip().replace("/", "-")[:40] or "subtitles"
+        out = self.paths.uploads / "subtitles"
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    def switch_weights(self, arg: str, memory_profile: str | None = None, precision: str | None = None) -> E.WeightChoice:
+        """Use another weights folder (or 'tiny'); refused while a render runs."""
+        if self.queue.snapshot():
+            raise StudioError("A render is running or queued; switch weights when the queue is empty.")
+        choice = E.choose_weights(arg or None, self.paths.weights)
+        self.engine = E.Engine(choice, memory_profile or self.engine.memory_profile,
+                               precision if precision is not None else self.engine.precision, self.engine.gpus)
+        return choice
+
+    def add_image(self, upload: str | Path) -> tuple[str, str]:
+        """Keep a first-frame image; returns (stored path, proposed aspect bucket name)."""
+        from PIL import Image
+
+        try:
+            with Image.open(upload) as im:
+                w, h = im.size
+        except Exception as e:  # noqa: BLE001
+            raise StudioError(f"{Path(upload).name} is not an image NAVA Studio can read ({e}); upload a PNG or JPEG.") from e
+        return str(self._store(upload, self.paths.images)), nearest_bucket(w, h).name
+
+    # ---- rendering -----------------------------------------------------------------------------
+
+    def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None) -> RenderJob:
+        """Queue a render of the builder state (or of a ready request, for the API)."""
+        if request is None:
+            if state is None:
+                raise StudioError("nothing to render")
+            problems = self.preflight(state)
+            if problems:
+                raise StudioError("Fix these before rendering: " + "; ".join(problems))
+            request = self.build_request(state)
+        else:
+            request = E.adapt_for_engine(request, self.engine.choice)
+        if not self.engine.available():
+            raise StudioError(explain(E.EngineUnavailable(
+                "This build has no render engine yet (nava_core.pipeline / nava_core.render); update and restart.")))
+        builder_state = state if state is not None else _safe_state_from_request(request)
+        job = RenderJob(request=request)
+        self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)
+        return self.queue.submit(request, builder_state, owner, job_id=job.id)
+
+    def _run_job(self, job: RenderJob, progress: Any) -> dict[str, Any]:
+        out_dir = self.paths.new_output_dir()
+        files = self.engine.render(job.request, out_dir, progress=progress, cancel=job.cancel)
+        outputs = {"folder": str(out_dir), "request": files.request_json}
+        if files.mp4:
+            outputs["mp4"] = files.mp4
+            thumb = video_thumbnail(files.mp4, out_dir / "thumbnail.png")
+            if thumb:
+                outputs["thumbnail"] = str(thumb)
+        if files.wav:
+            outputs["wav"] = files.wav
+            if not files.mp4:
+                outputs["picture"] = str(audio_picture(files.wav, out_dir / "waveform.png"))
+                outputs["thumbnail"] = outputs["picture"]
+        if files.srt:
+            outputs["srt"] = files.srt
+        return {"outputs": outputs, "timings": files.timings}
+
+    def _on_job_change(self, job: RenderJob) -> None:
+        if job.status == "queued":
+            return
+        self.history.update(job.id, status=job.status, outputs=job.outputs or None,
+                            timings=job.timings or None, error=job.error or None)
+
+    def cancel(self, owner: str) -> str:
+        n = self.queue.cancel_owner(owner)
+        return "Cancelling: the render stops at its next step." if n else "Nothing to cancel."
+
+    def view(self, job: RenderJob) -> RenderView:
+        """What the page shows for a job right now."""
+        if job.status == "queued":
+            ahead = self.queue.jobs_ahead(job.id)
+            msg = f"Queued: {ahead} render{'s' if ahead != 1 else ''} ahead of this one (position {ahead + 1})."
+            return RenderView(job.id, "queued", _panel("queued", msg, 0.0))
+        if job.status == "running":
+            ev = job.event or ProgressEvent("loading", message="starting")
+            return RenderView(job.id, "running", _panel("running", ev.describe(), _overall(ev), ev.phase))
+        if job.status == "done":
+            o = job.outputs
+            t = job.timings.get("total_s")
+            msg = f"Done in {t:.1f} s." if t else "Done."
+            files = tuple(o[k] for k in ("mp4", "wav", "srt", "request") if o.get(k))
+            return RenderView(job.id, "done", _panel("done", msg, 1.0), video=o.get("mp4"),
+                              audio=o.get("wav") if not o.get("mp4") else None, picture=o.get("picture"), files=files)
+        return RenderView(job.id, job.status, _panel(job.status, job.error or job.status, 0.0), error=job.error)
+
+    def follow(self, job: RenderJob, interval: float = 0.25) -> Iterator[RenderView]:
+        """Views of a job until it finishes (the page's render handler yields these)."""
+        last = None
+        while True:
+            finished = job.done_event.wait(interval)
+            v = self.view(job)
+            if v != last:
+                yield v
+                last = v
+            if finished:
+                return
+
+    def render_blocking(self, request: RenderRequest, timeout: float | None = None) -> RenderJob:
+        job = self.submit(None, owner="api", request=request)
+        return self.queue.wait(job.id, timeout)
+
+    # ---- history -------------------------------------------------------------------------------
+
+    def reuse(self, render_id: str) -> dict[str, Any]:
+        entry = self.history.get(render_id)
+        if entry is None:
+            raise StudioError(f"render {render_id} is not in the history")
+        if entry.builder:
+            return entry.builder
+        return _safe_state_from_request(RenderRequest.from_json(entry.request_json))
+
+
+def _safe_state_from_request(request: RenderRequest) -> dict[str, Any] | None:
+    try:
+        return B.state_from_request(request)
+    except Exception as e:  # noqa: BLE001 - a request without a parsable project still renders
+        log.info("no builder state for request: %s", e)
+        return None
+
+
+PHASES = ("loading", "encoding", "denoising", "decoding_video", "decoding_audio", "writing", "done")
+_PHASE_SPAN = {"loading": (0, 5), "encoding": (5, 10), "denoising": (10, 85), "decoding_video": (85, 92),
+               "decoding_audio": (92, 96), "writing": (96, 100), "done": (100, 100)}
+
+
+def _overall(ev: ProgressEvent) -> float:
+    lo, hi = _PHASE_SPAN.get(ev.phase, (0, 0))
+    return (lo + (hi - lo) * ev.fraction) / 100
+
+
+def _panel(status: str, message: str, fraction: float, phase: str | None = None) -> str:
+    """The progress panel: phase chips, a bar and one line of text (plain HTML, no script)."""
+    chips = []
+    current = PHASES.index(phase) if phase in PHASES else (len(PHASES) if status == "done" else -1)
+    for i, p in enumerate(PHASES[:-1]):
+        cls = "done" if i < current else ("now" if i == current else "todo")
+        chips.append(f'<span class="nava-chip nava-{cls}">{html.escape(PHASE_LABELS[p])}</span>')
+    pct = max(0.0, min(1.0, fraction)) * 100
+    return (
+        f'<div class="nava-progress nava-status-{status}" data-status="{status}">'
+        f'<div class="nava-chips">{"".join(chips)}</div>'
+        f'<div class="nava-bar"><div class="nava-fill" style="width:{pct:.0f}%"></div></div>'
+        f'<div class="nava-msg">{html.escape(message)}</div></div>'
+    )

@@ -1,0 +1,27 @@
+"""Page styling passed to `launch(css=...)` (Gradio 6 takes theme/css/js at launch, not in Blocks)."""
+
+CSS = """
+.nava-banner {border: 2px solid #f59e0b; background: #fffbeb; border-radius: 8px; padding: 4px 12px;}
+.nava-banner p, .nava-banner strong {color: #78350f !important;}
+.nava-progress {border: 1px solid #d1d5db; border-radius: 8px; padding: 10px; min-height: 64px;}
+.nava-chips {display: flex; flex-wrap: wrap; gap: 4px; margin-bottom: 8px;}
+.nava-chip {font-size: 12px; padding: 2px 8px; border-radius: 999px; background: #e5e7eb; color: #374151;}
+.nava-chip.nava-done {background: #bbf7d0; color: #14532d;}
+.nava-chip.nava-now {background: #2563eb; color: #fff; font-weight: 600;}
+.nava-bar {height: 10px; background: #e5e7eb; border-radius: 5px; overflow: hidden;}
+.nava-fill {height: 100%; background: linear-gradient(90deg, #2563eb, #7c3aed); transition: width .3s;}
+.nava-msg {margin-top: 6px; font-family: ui-monospace, monospace; font-size: 13px;}
+.nava-status-failed .nava-msg, .nava-status-cancelled .nava-msg {color: #b91c1c;}
+.nava-lint {font-size: 13px;}
+.nava-lint-error {color: #b91c1c;}
+.nava-lint-warning {color: #b45309;}
+.nava-timeline {position: relative; font-size: 12px; border: 1px solid #d1d5db; border-radius: 8px; padding: 8px;}
+.nava-lane {position: relative; height: 30px; margin: 4px 0 4px 70px; background: #f3f4f6; border-radius: 4px;}
+.nava-lane-label {position: absolute; left: -70px; width: 66px; top: 6px; text-align: right; font-weight: 600;}
+.nava-clip {position: absolute; top: 3px; height: 24px; border-radius: 4px; color: #fff; padding: 2px 6px;
+  overflow: hidden; white-space: nowrap; text-overflow: ellipsis; box-sizing: border-box; cursor: grab;}
+.nava-clip.nava-over {outline: 2px solid #dc2626;}
+.nava-axis {position: relative; height: 16px; margin-left: 70px; color: #6b7280;}
+.nava-tick {position: absolute; top: 0; font-size: 11px;}
+.nava-end {position: absolute; top: 0; bottom: 0; border-left: 2px dashed #dc2626;}
+"""
