@@ -296,3 +296,26 @@ def test_over_long_prompt_reports_count_and_spans(encoder, prompts) -> None:
     assert all(s.last_token >= 511 for s in err.spans_beyond)
     assert err.spans_beyond[-1].text == "Yes, in all kinds of complex scenes."
     assert "line 6 <S>Yes, in all kinds of complex scenes.<E> (entirely)" in str(err)
+
+
+def test_transformers_folder_missing_key_names_folder_and_key(encoder, tmp_path) -> None:
+    import safetensors.torch as st
+
+    encoder.model.save_pretrained(tmp_path / "text_encoder")
+    encoder.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    weights = tmp_path / "text_encoder" / "model.safetensors"
+    sd = st.load_file(weights)
+    sd.pop("encoder.block.1.layer.1.DenseReluDense.wo.weight")
+    st.save_file(sd, weights, metadata={"format": "pt"})
+    with pytest.raises(TextEncoderLoadError, match=r"text_encoder: not a valid umT5 encoder: 1 missing keys \(encoder\.block\.1"):
+        TextEncoder.from_pretrained(tmp_path)
+
+
+def test_reference_math_detects_a_swapped_gate(tiny, encoder, prompts) -> None:
+    """Guards the reference test itself: swapping the gated FFN's two inputs changes the output."""
+    sd = dict(load_release_state_dict(tiny["text_encoder"]))
+    ids = torch.tensor(encoder.tokenize(prompts[2:3])[0].input_ids)
+    good = _reference_forward(sd, ids, heads=encoder.model.config.num_heads)
+    sd["blocks.0.ffn.gate.0.weight"], sd["blocks.0.ffn.fc1.weight"] = sd["blocks.0.ffn.fc1.weight"], sd["blocks.0.ffn.gate.0.weight"]
+    swapped = _reference_forward(sd, ids, heads=encoder.model.config.num_heads)
+    assert (good - swapped).abs().max() > 1e-3
