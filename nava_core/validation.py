@@ -106,7 +106,7 @@ def _open_checked(path: str | os.PathLike[str], what: str, max_bytes: int) -> tu
     if size == 0:
         raise InputError(what, f"the file {p.name} is empty (0 bytes)", "upload it again; the upload may have failed")
     if size > max_bytes:
-        raise InputError(what, f"the file {p.name} is {size / MB:.1f} MB, over the {max_bytes / MB:.0f} MB limit",
+        raise InputError(what, f"the file {p.name} is {_size(size)}, over the {_size(max_bytes)} limit",
                          "trim or compress it first")
     with open(p, "rb") as f:
         head = f.read(64)
@@ -283,19 +283,27 @@ def check_text(text: Any, max_chars: int = 20_000, what: str = "prompt", allow_e
     return text
 
 
+def _n(x: float) -> str:
+    return f"{int(x)}" if float(x).is_integer() else f"{x:g}"
+
+
+def _size(n: float) -> str:
+    return f"{n / MB:.1f} MB" if n >= MB else f"{n / 1024:.1f} KB" if n >= 1024 else f"{int(n)} bytes"
+
+
 def check_number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
     """A finite number in [lo, hi] (a whole number when `integer`); bools and strings refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(name, f"expected a number, got {type(value).__name__} {value!r}", f"use a value from {lo:g} to {hi:g}")
+        raise InputError(name, f"expected a number, got {type(value).__name__} {value!r}", f"use a value from {_n(lo)} to {_n(hi)}")
     if not math.isfinite(value):
-        raise InputError(name, f"{value!r} is not a finite number", f"use a value from {lo:g} to {hi:g}")
+        raise InputError(name, f"{value!r} is not a finite number", f"use a value from {_n(lo)} to {_n(hi)}")
     if integer:
         if isinstance(value, float):
             if not value.is_integer():
-                raise InputError(name, f"{value!r} is not a whole number", f"use a whole number from {lo:g} to {hi:g}")
+                raise InputError(name, f"{value!r} is not a whole number", f"use a whole number from {_n(lo)} to {_n(hi)}")
             value = int(value)
     if not lo <= value <= hi:
-        raise InputError(name, f"{value!r} is out of range", f"use a value from {lo:g} to {hi:g}")
+        raise InputError(name, f"{value!r} is out of range", f"use a value from {_n(lo)} to {_n(hi)}")
     return value
 
 
