@@ -134,23 +134,24 @@ class NAVAPipeline(DiffusionPipeline):
         if not report.complete:
             raise FileNotFoundError(report.summary())
         progress(ProgressEvent("loading", 0, 5, message="backbone"))
-        config = _read_backbone_config(report.root, precision)
+        config = _backbone_config(report.root, report.path("backbone"), precision)
         transformer = load_backbone(report.path("backbone"), config=config, device=device)
         transformer.eval().requires_grad_(False)
         progress(ProgressEvent("loading", 1, 5, message="text encoder"))
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if report.layout == "release":
-            text_encoder = TextEncoder.from_release(report.path("text_encoder"), report.path("tokenizer"))
+            text_encoder = TextEncoder.from_release(
+                report.path("text_encoder"), report.path("tokenizer"), device=device, dtype=text_dtype
+            )
         else:
-            text_encoder = TextEncoder.from_pretrained(report.root)
-        text_encoder.to(device=device, dtype=text_dtype)
+            text_encoder = TextEncoder.from_pretrained(report.root, device=device, dtype=text_dtype)
         progress(ProgressEvent("loading", 2, 5, message="video VAE"))
-        vae = (VideoVAE.from_release(report.path("video_vae")) if report.layout == "release"
-               else VideoVAE.from_pretrained(report.path("video_vae")))
-        vae.to(device)
+        if report.layout == "release":
+            vae = VideoVAE.from_release(report.path("video_vae"), device=device)
+        else:
+            vae = VideoVAE.from_pretrained(report.path("video_vae"), device=device)
         progress(ProgressEvent("loading", 3, 5, message="audio VAE"))
-        audio_vae = AudioVAE.from_release(report.path("audio_vae"))
-        audio_vae.to(device)
+        audio_vae = AudioVAE.from_release(report.path("audio_vae"), device=device)
         progress(ProgressEvent("loading", 4, 5, message="speaker encoder"))
         speaker_encoder = SpeakerEncoder.from_checkpoint(report.path("speaker_encoder"), device=device)
         pipe = cls(transformer, text_encoder, vae, audio_vae, speaker_encoder)
@@ -312,13 +313,14 @@ class NAVAPipeline(DiffusionPipeline):
     def decode(
         self, request: RenderRequest, video: torch.Tensor | None, audio: torch.Tensor, progress: ProgressCallback
     ) -> tuple[np.ndarray | None, np.ndarray]:
+        from nava_core.components.video_vae import to_uint8_frames
         from nava_core.export import finalize_audio
 
         frames = None
         if video is not None:
             progress(ProgressEvent("decoding_video"))
             decoded = self.vae.decode(video, tiled=request.tiled_vae)
-            frames = self.vae.to_uint8_frames(decoded)
+            frames = to_uint8_frames(decoded)
         progress(ProgressEvent("decoding_audio"))
         wave = self.audio_vae.decode(audio, sample_rate=request.audio_sample_rate)
         wave_np = finalize_audio(wave.detach().float().cpu().numpy())
@@ -352,14 +354,39 @@ class NAVAPipeline(DiffusionPipeline):
         return RenderResult(frames, wave, request.audio_sample_rate, video, audio, timings, forwards, cond.warnings)
 
 
-def _read_backbone_config(root: Path, precision: str) -> NAVAConfig | None:
-    """The weight set's `config.json` when it has one in our field names; else None (inferred from shapes)."""
+def _backbone_config(root: Path, checkpoint: Path, precision: str) -> NAVAConfig:
+    """The backbone's config: the weight set's `config.json` in our field names when present, else the
+    release config with widths and depths read from the checkpoint's tensor shapes (header only)."""
     cfg = root / "config.json"
     if cfg.is_file():
         try:
             data = json.loads(cfg.read_text())
         except json.JSONDecodeError:
-            return None
+            data = None
         if isinstance(data, dict) and "dim" in data and "num_heads" in data:
             return NAVAConfig.from_dict({**data, "precision": precision})
-    return None
+    shapes = _checkpoint_shapes(checkpoint)
+    if not shapes:
+        return NAVAConfig.release(precision)  # type: ignore[arg-type]
+    dim = shapes["patch_embedding.weight"][0]
+    doubles = {k.split(".")[1] for k in shapes if k.startswith("double_blocks.")}
+    singles = {k.split(".")[1] for k in shapes if k.startswith("single_blocks.")}
+    ffn_key = "single_blocks.0.ffn.0.weight" if singles else "double_blocks.0.ffn.0.weight"
+    return NAVAConfig(
+        dim=dim,
+        ffn_dim=shapes[ffn_key][0],
+        num_heads=dim // 128,
+        num_double_layers=len(doubles),
+        num_single_layers=len(singles),
+        precision=precision,  # type: ignore[arg-type]
+    )
+
+
+def _checkpoint_shapes(path: Path) -> dict[str, list[int]]:
+    """Tensor shapes from a safetensors header (keys without the `backbone.` prefix); {} for other files."""
+    if path.suffix != ".safetensors":
+        return {}
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+    return {k.removeprefix("backbone."): v["shape"] for k, v in header.items() if isinstance(v, dict) and "shape" in v}

@@ -28,3 +28,40 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny weight set in the release layout, written once per test session."""
+    from nava_core.weights.sets import build_tiny_weight_set
+
+    return build_tiny_weight_set(tmp_path_factory.mktemp("weights") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_weights: Path):
+    """One CPU pipeline on the tiny weights, shared by the tests that only render."""
+    from nava_core.pipeline import NAVAPipeline
+
+    return NAVAPipeline.from_pretrained(tiny_weights, device="cpu")
+
+
+def _espeak(text: str, voice: str, path: Path) -> Path:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it on Debian as root)")
+    subprocess.run([exe, "-v", voice, "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two real speech clips from different espeak-ng voices."""
+    d = tmp_path_factory.mktemp("voices")
+    return [
+        _espeak("Hello there, this is the first speaker talking about the weather.", "en-us", d / "a.wav"),
+        _espeak("And this is a second voice, a little higher, answering the first.", "en+f3", d / "b.wav"),
+    ]

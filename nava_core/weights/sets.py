@@ -308,7 +308,7 @@ def build_tiny_weight_set(folder: str | os.PathLike | None = None, seed: int = 0
         if tok_src.resolve() != tok_dst.resolve():
             tok_dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(tok_src), str(tok_dst))
-        pth_src = Path(te["checkpoint"])
+        pth_src = Path(te["text_encoder"])
         if pth_src.resolve() != (tmp / spec["text_encoder"]).resolve():
             shutil.move(str(pth_src), str(tmp / spec["text_encoder"]))
         (tmp / spec["audio_vae"]).parent.mkdir(parents=True, exist_ok=True)
