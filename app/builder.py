@@ -265,7 +265,10 @@ def state_from_request(request: RenderRequest) -> dict[str, Any]:
     else:
         project = pb.parse_prompt(request.prompt).to_dict()
     project["mode"] = request.mode
-    project["seconds"] = request.seconds
+    kept = float(project.get("seconds") or 0)
+    same = kept > 0 and (kept == request.seconds or (request.mode != "audio" and snap_seconds(kept) == request.seconds))
+    if not same:
+        project["seconds"] = request.seconds
     project["image"] = request.image or ""
     bucket = min(BUCKETS, key=lambda b: abs(b.aspect - request.width / request.height)).name
     compiled_text = pb.compile_project(pb.Project.from_dict(project)).text

@@ -1,0 +1,111 @@
+"""Studio service behaviours a creator hits: bad voices, images, missing weights, restart + reuse."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from app import builder as B
+from app import engine as E
+from app.paths import StudioPaths
+from app.service import StudioError, StudioService
+
+
+@pytest.fixture
+def service(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAVA_STUDIO_HOME", str(tmp_path / "home"))
+    paths = StudioPaths.from_env()
+    svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    yield svc
+    svc.close()
+
+
+def _speechlike(path, seconds=3.0, sr=22050):
+    t = np.arange(int(seconds * sr)) / sr
+    wav = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2
+    sf.write(str(path), wav.astype(np.float32), sr)
+    return path
+
+
+def test_invalid_voice_files_are_refused_with_what_to_do(service, tmp_path):
+    fake = tmp_path / "voice.wav"
+    fake.write_text("this is not audio")
+    with pytest.raises(StudioError, match="What to do"):
+        service.add_voice(fake)
+    doc = tmp_path / "notes.pdf"
+    doc.write_bytes(b"%PDF-1.4")
+    with pytest.raises(StudioError, match="not an audio file"):
+        service.add_voice(doc)
+    short = tmp_path / "short.wav"
+    sf.write(str(short), np.zeros(800, dtype=np.float32), 16000)
+    with pytest.raises(StudioError):
+        service.add_voice(short)
+
+
+def test_voice_upload_any_format_is_kept_with_duration_and_preview(service, tmp_path):
+    src = _speechlike(tmp_path / "mia.flac")
+    up = service.add_voice(src)
+    assert up.path.startswith(str(service.paths.voices)) and up.duration_s == pytest.approx(3.0, abs=0.05)
+    data, sr = sf.read(up.preview)
+    assert sr == 22050 and len(data) == pytest.approx(3 * 22050, abs=50)
+    assert "3.0 s" in up.note
+    src.unlink()  # the studio's copy survives the upload's temp file
+    preview, note = service.voice_preview(up.path)
+    assert preview and "3.0 s" in note
+
+
+def test_image_upload_proposes_matching_bucket(service, tmp_path):
+    img = tmp_path / "tall.png"
+    Image.new("RGB", (360, 640), (10, 20, 30)).save(img)
+    stored, bucket = service.add_image(img)
+    assert bucket == "portrait" and stored.startswith(str(service.paths.images))
+
+
+def test_missing_weight_set_falls_back_to_tiny_with_banner(tmp_path):
+    choice = E.choose_weights(str(tmp_path / "no-such-weights"), tmp_path / "default")
+    assert choice.is_tiny and "no-such-weights" in choice.reason
+    banner = E.tiny_banner(choice)
+    assert "random" in banner and "Download weights" in banner and "160x96" in banner
+    status = E.weight_status(tmp_path / "no-such-weights")
+    assert not status.complete and status.missing
+
+
+def test_tiny_engine_renders_preview_sizes(service):
+    req = service.build_request(B.default_state())
+    assert (req.width, req.height) == (160, 96)
+
+
+def test_restart_keeps_history_and_reuse_reproduces_request(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAVA_STUDIO_HOME", str(tmp_path / "home"))
+    paths = StudioPaths.from_env()
+    svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    state = B.default_state()
+    state["settings"]["seed"] = 1234
+    req = svc.build_request(state)
+    svc.history.add("old", req.to_json(), state, title="old render")  # as submit() records it
+    svc.close()
+
+    svc2 = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    try:
+        entry = svc2.history.get("old")
+        assert entry is not None and entry.status == "interrupted"
+        restored = svc2.reuse("old")
+        assert svc2.build_request(restored) == req
+        assert json.loads(entry.request_json)["seed"] == 1234
+        with pytest.raises(StudioError):
+            svc2.reuse("nope")
+    finally:
+        svc2.close()
+
+
+def test_preflight_blocks_over_long_dialogue(service):
+    state = B.default_state()
+    state["project"]["seconds"] = 2.0
+    state["project"]["timeline"][0]["text"] = "word " * 60
+    with pytest.raises(StudioError, match="cannot fit"):
+        service.submit(state)
+    assert service.history.list() == []  # nothing queued
