@@ -3,8 +3,9 @@
 Why PyAV directly: it ships its own ffmpeg libraries (no ffmpeg/ffprobe binary needed), lets us feed
 every frame and an audio track padded/trimmed to exactly the video duration (ffmpeg's `-shortest`,
 which moviepy relies on, can drop the last frame). Measured on 145 noise frames of 1280x704
-(worst case for x264, 2 cores, veryfast/crf 18): PyAV 41 s single-threaded (~31 s with frame
-threading, extrapolated) vs moviepy 29 s; the gap is PyAV's bundled libx264 build, not our code
+(worst case for x264, 2 shared cores, veryfast/crf 18): PyAV 41 s vs moviepy 29 s single-threaded;
+with frame threading 47.6 s vs 42.4 s on a busier machine (1.1-1.4x). The gap is x264 encode time in
+PyAV's bundled libx264 (RGB->YUV conversion is 0.015 s/frame), not our code
 (see tests/test_export.py::test_writer_speed_vs_moviepy, marked slow).
 
 Every write is atomic: the file is written under a hidden temporary name in the destination folder

@@ -216,5 +216,5 @@ def test_writer_speed_vs_moviepy(tmp_path, caplog):
     moviepy_frames = probe(tmp_path / "moviepy.mp4").frames
     logging.getLogger(__name__).info("pyav %.2fs, moviepy %.2fs (%d frames)", t_pyav, t_moviepy, moviepy_frames)
     print(f"\nPyAV {t_pyav:.2f} s, moviepy {t_moviepy:.2f} s, moviepy frames {moviepy_frames}")
-    # Measured 2026: PyAV ~1.1-1.4x moviepy's time (bundled libx264 build); guard against regressions.
+    # Measured here: PyAV ~1.1-1.4x moviepy's time (bundled libx264 build); guard against regressions.
     assert t_pyav < t_moviepy * 2.5
