@@ -283,6 +283,8 @@ class NAVAPipeline(DiffusionPipeline):
         cancel: CancelToken | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
         """The sampling loop; returns final video latents, audio latents and the number of forwards."""
+        if self.transformer.precision != request.precision:
+            self.transformer.set_precision(request.precision)
         video, audio = self.prepare_noise(request)
         scales = request.guidance
         branches = plan_branches(scales, has_video=video is not None, has_audio=True, has_speakers=cond.has_speakers)
