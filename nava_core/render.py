@@ -140,7 +140,7 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
         items = data if isinstance(data, list) else [data]
         if not all(isinstance(d, dict) for d in items):
             raise InputFileError(f"{path}: expected a render request object (or a list of them)")
-        return [RenderRequest.from_dict({**d, **overrides}) for d in items]
+        return [RenderRequest.from_dict(_apply_overrides(d, overrides)) for d in items]
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -162,9 +162,7 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
             fields["speaker_wavs"] = [str(_resolve(base, p)) if p else None for p in row["spk_wavs"]]
         if row.get("mode"):
             fields["mode"] = row["mode"]
-        merged = {**fields, **overrides}
-        if merged.get("mode") == "audio" and "guidance" not in overrides:
-            merged["guidance"] = GuidanceScales.audio_only()
+        merged = _apply_overrides(fields, overrides)
         try:
             out.append(RenderRequest.from_dict(merged))
         except RequestError as e:
@@ -234,10 +232,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "video": args.video_guidance, "audio": args.audio_guidance, "video_align": args.video_align_guidance,
         "audio_align": args.audio_align_guidance, "timbre": args.timbre_guidance,
     }
-    if any(v is not None for v in scales.values()):
-        base = GuidanceScales.audio_only() if args.mode == "audio" else GuidanceScales()
-        o["guidance"] = {k: (v if v is not None else getattr(base, k)) for k, v in scales.items()}
+    given = {k: v for k, v in scales.items() if v is not None}
+    if given:
+        o[GUIDANCE_OVERRIDES] = given
     return o
+
+
+GUIDANCE_OVERRIDES = "_guidance_overrides"
+
+
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Command-line flags over a request's fields; guidance flags change only the scales they name."""
+    scales = overrides.get(GUIDANCE_OVERRIDES)
+    merged = {**data, **{k: v for k, v in overrides.items() if k != GUIDANCE_OVERRIDES}}
+    if merged.get("mode") == "audio" and "guidance" not in data:
+        merged["guidance"] = dataclasses.asdict(GuidanceScales.audio_only())
+    if scales:
+        base = merged.get("guidance") or {}
+        base = dataclasses.asdict(base) if isinstance(base, GuidanceScales) else dict(base)
+        merged["guidance"] = {**dataclasses.asdict(GuidanceScales()), **base, **scales}
+    return merged
 
 
 class _TerminalProgress:
