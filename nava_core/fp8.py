@@ -1,0 +1,131 @@
+"""fp8 (e4m3) weight storage for the backbone's block matrices, computed in full/bf16 precision.
+
+Why a small wrapper and not diffusers' `apply_layerwise_casting`: layerwise casting stores *every*
+parameter of a layer (bias included) in the storage dtype, whereas the release's `NAVA_fp8.safetensors`
+holds only the 2-D block weight matrices in fp8 and keeps biases, norms, modulation, embeddings and
+heads in full precision. `Float8Linear` keeps exactly that key set (same names, same shapes), so an
+fp8 checkpoint loads strictly into it and a bf16/fp32 checkpoint converts once with `quantize_blocks`.
+The weight is upcast per forward (weight-only quantisation: activations are never fp8), so the result
+equals the full-precision model run on the dequantised weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nava_core.config import NAVAConfig
+
+logger = logging.getLogger(__name__)
+
+FP8_DTYPE = torch.float8_e4m3fn
+BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
+
+
+class Float8Linear(nn.Module):
+    """A Linear whose weight lives in fp8 e4m3 and is upcast to `compute_dtype` for each call.
+
+    Keys (`weight`, `bias`) and shapes equal nn.Linear's, so state dicts are interchangeable.
+    Under autocast the upcast weight is cast by autocast like any other (bf16 compute).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 compute_dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.compute_dtype = compute_dtype
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=FP8_DTYPE, device=device),
+                                   requires_grad=False)
+        self.bias = (nn.Parameter(torch.empty(out_features, device=device), requires_grad=False)
+                     if bias else None)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype) -> "Float8Linear":
+        """Quantise an existing Linear (round-to-nearest e4m3; values already in e4m3 are kept exactly)."""
+        out = cls(linear.in_features, linear.out_features, linear.bias is not None, compute_dtype, device="meta")
+        out.weight = nn.Parameter(linear.weight.detach().to(FP8_DTYPE), requires_grad=False)
+        if linear.bias is not None:
+            out.bias = nn.Parameter(linear.bias.detach(), requires_grad=False)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(self.compute_dtype)
+        b = self.bias
+        if not torch.is_autocast_enabled(x.device.type):
+            w = w.to(x.dtype)
+            b = b.to(x.dtype) if b is not None else None
+        return F.linear(x, w, b)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, storage=float8_e4m3fn, " \
+               f"compute={self.compute_dtype}"
+
+
+def _block_linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    """(parent, attribute, Linear) for every Linear inside double/single blocks."""
+    found = []
+    for name, module in model.named_modules():
+        if not name.startswith(BLOCK_PREFIXES):
+            continue
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.Linear):
+                found.append((module, child_name, child))
+    return found
+
+
+def quantize_blocks(model: nn.Module, compute_dtype: torch.dtype | None = None) -> int:
+    """Replace every block Linear of a `WanAVModel` by a `Float8Linear` in place; returns the count.
+
+    Only the block matrices change (the key set of `save_backbone_checkpoint(..., fp8=True)`);
+    already-quantised layers are left alone, so calling it twice is harmless.
+    """
+    count = 0
+    for parent, attr, linear in _block_linears(model):
+        dtype = compute_dtype or (torch.bfloat16 if linear.weight.is_cuda else torch.float32)
+        setattr(parent, attr, Float8Linear.from_linear(linear, dtype))
+        count += 1
+    logger.info("fp8: %d block matrices stored as float8_e4m3fn", count)
+    return count
+
+
+def is_fp8(model: nn.Module) -> bool:
+    return any(isinstance(m, Float8Linear) for m in model.modules())
+
+
+def dequantized_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights with fp8 matrices upcast to float32 (what the fp8 model computes with)."""
+    return {k: (v.float() if v.dtype == FP8_DTYPE else v) for k, v in model.state_dict().items()}
+
+
+def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.device = "cpu",
+                      compute_dtype: torch.dtype | None = None) -> nn.Module:
+    """Load a backbone file straight into fp8 block storage, never holding full-precision blocks on `device`.
+
+    Works for `NAVA_fp8.safetensors` (fp8 tensors are assigned as they are) and for bf16/fp32
+    checkpoints (block matrices are converted once, on the CPU, before moving). Non-block tensors stay
+    float32, as in the release's fp8 file.
+    """
+    from nava_core.model import WanAVModel
+    from nava_core.weights.checkpoint import check_state_dict, load_backbone_state_dict
+
+    device = torch.device(device)
+    compute_dtype = compute_dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    state = load_backbone_state_dict(path)
+    with torch.device("meta"):
+        model = WanAVModel(config)
+    check_state_dict(state, model, str(path))
+    quantize_blocks(model, compute_dtype)
+    fp8_keys = {k for k, v in model.state_dict().items() if v.dtype == FP8_DTYPE}
+    moved = {}
+    for k, v in state.items():
+        target = FP8_DTYPE if k in fp8_keys else torch.float32
+        moved[k] = v.to(target).to(device)
+    model.load_state_dict(moved, strict=True, assign=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()

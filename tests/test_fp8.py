@@ -1,0 +1,92 @@
+"""fp8 backbone storage: the release's fp8 file format loads strictly, stays fp8 where the file is fp8,
+and renders exactly like the same weights dequantised (and close to the fp32 weights)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from nava_core import memory
+from nava_core.config import NAVAConfig
+from nava_core.fp8 import FP8_DTYPE, Float8Linear, dequantized_state_dict, load_backbone_fp8, quantize_blocks
+from nava_core.request import RenderRequest
+from nava_core.weights.checkpoint import (
+    init_golden_weights,
+    load_backbone_state_dict,
+    save_backbone_checkpoint,
+)
+
+REQ = RenderRequest(prompt="a dog barks <S>woof<E>", width=160, height=96, seconds=1.0, steps=2, precision="fp32",
+                    seed=3)
+
+
+def test_fp8_checkpoint_loads_with_fp8_blocks_only(tmp_path) -> None:
+    cfg = NAVAConfig.tiny("fp32")
+    sd = init_golden_weights(cfg, seed=1)
+    path = save_backbone_checkpoint(sd, tmp_path / "NAVA_fp8.safetensors", fp8=True)
+    file = load_backbone_state_dict(path)
+    model = load_backbone_fp8(path, cfg)
+    state = model.state_dict()
+    assert set(state) == set(sd)
+    for k, v in state.items():
+        assert v.dtype == file[k].dtype, k  # fp8 exactly where the file is fp8, float32 elsewhere
+        assert torch.equal(v.float(), file[k].float()), k
+    assert sum(v.dtype == FP8_DTYPE for v in state.values()) > 0
+    assert not any(v.dtype == FP8_DTYPE for k, v in state.items() if not k.startswith(("double_", "single_")))
+
+
+def test_fp8_forward_equals_dequantised_model(tmp_path) -> None:
+    from nava_core.model import WanAVModel
+
+    cfg = NAVAConfig.tiny("fp32")
+    sd = init_golden_weights(cfg, seed=2)
+    fp8_model = WanAVModel(cfg)
+    fp8_model.load_state_dict(sd)
+    n = quantize_blocks(fp8_model, torch.float32)
+    assert n == sum(isinstance(m, Float8Linear) for m in fp8_model.modules()) and n > 0
+    ref = WanAVModel(cfg)
+    ref.load_state_dict(dequantized_state_dict(fp8_model))
+    full = WanAVModel(cfg)
+    full.load_state_dict(sd)
+    g = torch.Generator().manual_seed(0)
+    args = dict(video=[torch.randn(48, 3, 4, 6, generator=g)], audio=[torch.randn(11, 128, generator=g)],
+                t=torch.tensor([500]), context=[torch.randn(9, 4096, generator=g)])
+    with torch.no_grad():
+        v8, a8 = fp8_model(**args)
+        vr, ar = ref(**args)
+        vf, af = full(**args)
+    assert torch.equal(v8[0], vr[0]) and torch.equal(a8[0], ar[0])
+    rel = ((v8[0] - vf[0]).norm() / vf[0].norm()).item()
+    assert 0 < rel < 0.15  # fp8 rounding changes the result, but only a little
+
+
+def test_fp8_profile_renders_release_fp8_file(tiny_weights, tmp_path) -> None:
+    """A weight set holding only NAVA_fp8.safetensors renders under the fp8 profile, exactly like the
+    dequantised weights and close to the fp32 original."""
+    from nava_core.pipeline import NAVAPipeline
+
+    folder = tmp_path / "fp8set"
+    shutil.copytree(tiny_weights, folder)
+    full_sd = load_backbone_state_dict(folder / "NAVA.safetensors")
+    save_backbone_checkpoint(full_sd, folder / "NAVA_fp8.safetensors", fp8=True)
+    (folder / "NAVA.safetensors").unlink()
+    file = load_backbone_state_dict(folder / "NAVA_fp8.safetensors")
+
+    pipe8 = NAVAPipeline.from_pretrained(folder, device="cpu", precision="fp32")
+    memory.apply_profile(pipe8, "fp8")
+    state = pipe8.transformer.state_dict()
+    assert all(torch.equal(state[k].float(), file[k].float()) and state[k].dtype == file[k].dtype for k in file)
+    out8 = pipe8(memory.prepare_render(pipe8, REQ))
+
+    deq = NAVAPipeline.from_pretrained(folder, device="cpu", precision="fp32")  # fp8 file upcast to fp32
+    out_deq = deq(REQ.replace(tiled_vae=True))
+    assert torch.equal(out8.video_latents, out_deq.video_latents)
+    assert torch.equal(out8.audio_latents, out_deq.audio_latents)
+    assert (out8.frames == out_deq.frames).all()
+
+    full = NAVAPipeline.from_pretrained(tiny_weights, device="cpu", precision="fp32")
+    out_full = full(REQ)
+    rel = ((out8.video_latents - out_full.video_latents).norm() / out_full.video_latents.norm()).item()
+    assert 0 < rel < 0.25

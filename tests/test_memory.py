@@ -1,0 +1,139 @@
+"""Memory profiles: automatic choice, estimates calibrated to the release, and that offload profiles
+attach their hooks and render exactly what the resident profile renders (tiny pipeline, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nava_core import memory
+from nava_core.config import GuidanceScales
+from nava_core.memory import MEMORY_PROFILES, MemoryProfileError, choose_profile, estimate
+from nava_core.request import RenderRequest
+
+GB = 1e9
+H100 = memory.GPUInfo(0, "NVIDIA H100 80GB HBM3", 85_031_714_816, memory.bf16_peak_flops("NVIDIA H100 80GB HBM3"))
+RTX4090 = memory.GPUInfo(0, "NVIDIA GeForce RTX 4090", 25_386_352_640, memory.bf16_peak_flops("RTX 4090"))
+SPEAKER_REQ = RenderRequest(prompt="a man says <S>hello there<E>", speaker_wavs=("voice.wav",))
+
+
+def test_choose_profile_by_card_size() -> None:
+    assert choose_profile(None) == "resident"  # CPU: nothing to offload to
+    assert choose_profile(H100.total_bytes) == "resident"
+    assert choose_profile(int(64 * GB)) == "t5_offload"
+    assert choose_profile(RTX4090.total_bytes) == "fp8"
+    assert choose_profile(int(16 * GB)) == "group_offload"
+
+
+def test_profile_names_aliases_and_refusal() -> None:
+    assert memory.resolve_profile_name("low") == "fp8"
+    assert memory.resolve_profile_name("auto", None) == "resident"
+    with pytest.raises(MemoryProfileError, match="unknown memory profile"):
+        memory.resolve_profile_name("turbo")
+
+
+@pytest.mark.parametrize("name", list(MEMORY_PROFILES))
+def test_estimate_reproduces_release_table(name: str) -> None:
+    """At the release's own setting (8xH100, 720p, 37 latent frames, 4 forwards) the published numbers."""
+    est = estimate(SPEAKER_REQ, name, 8, gpu=H100)
+    prof = MEMORY_PROFILES[name]
+    assert est.forwards_per_step == 4
+    assert est.seconds_per_step == pytest.approx(prof.reference_s_per_step, rel=1e-6)
+    assert est.total_seconds == pytest.approx(prof.reference_s_per_step * 50, rel=1e-6)
+    if prof.reference_peak_bytes is not None:
+        assert est.peak_vram_bytes == pytest.approx(prof.reference_peak_bytes, rel=1e-3)
+    assert "estimate" in est.label and "not measured" in est.label
+
+
+def test_estimate_follows_branches_gpus_and_size() -> None:
+    base = estimate(SPEAKER_REQ, "resident", 8, gpu=H100)
+    no_speaker = estimate(SPEAKER_REQ.replace(speaker_wavs=()), "resident", 8, gpu=H100)
+    cond_only = estimate(SPEAKER_REQ.replace(guidance=GuidanceScales(0, 0, 0, 0, 0)), "resident", 8, gpu=H100)
+    assert (no_speaker.forwards_per_step, cond_only.forwards_per_step) == (3, 1)
+    assert no_speaker.seconds_per_step == pytest.approx(base.seconds_per_step * 3 / 4)
+    assert cond_only.seconds_per_step == pytest.approx(base.seconds_per_step / 4)
+    one = estimate(SPEAKER_REQ, "resident", 1, gpu=H100)
+    assert one.seconds_per_step == pytest.approx(8 * base.seconds_per_step)
+    assert one.peak_vram_bytes >= base.peak_vram_bytes
+    # with a tiled decode the denoising activations (8x the tokens per GPU) set the peak
+    assert estimate(SPEAKER_REQ, "fp8", 1, gpu=H100).peak_vram_bytes > \
+        estimate(SPEAKER_REQ, "fp8", 8, gpu=H100).peak_vram_bytes
+    short = estimate(SPEAKER_REQ.replace(seconds=2.0), "resident", 8, gpu=H100)
+    assert short.seconds_per_step < base.seconds_per_step / 3  # attention is quadratic in tokens
+    slow_card = estimate(SPEAKER_REQ, "fp8", 1, gpu=RTX4090)
+    assert slow_card.seconds_per_step > estimate(SPEAKER_REQ, "fp8", 1, gpu=H100).seconds_per_step * 5
+    sizes = [estimate(SPEAKER_REQ, p, 1, gpu=H100).peak_vram_bytes for p in ("resident", "t5_offload", "fp8")]
+    assert sizes == sorted(sizes, reverse=True)
+    assert memory.fits(estimate(SPEAKER_REQ, "fp8", 8, gpu=RTX4090), RTX4090)
+    assert not memory.fits(estimate(SPEAKER_REQ, "resident", 8, gpu=RTX4090), RTX4090)
+    with pytest.raises(ValueError, match="divide"):
+        estimate(SPEAKER_REQ, "resident", 5, gpu=H100)
+
+
+def test_estimate_with_request_only_uses_defaults() -> None:
+    """The studio calls `estimate(request)`: profile and GPU come from the request and detection."""
+    est = estimate(RenderRequest(prompt="rain on a window"))
+    assert est.forwards_per_step == 3 and est.peak_vram_bytes > 0 and est.total_seconds > 0
+    assert "GB per GPU" in est.describe()
+
+
+def test_detect_gpus_on_this_machine() -> None:
+    gpus = memory.detect_gpus()
+    assert len(gpus) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def test_text_encoder_bits_need_cuda(tiny_weights) -> None:
+    from nava_core.pipeline import NAVAPipeline
+
+    if torch.cuda.is_available():
+        pytest.skip("the refusal is for CPU-only machines; CUDA is present")
+    pipe = NAVAPipeline.from_pretrained(tiny_weights, device="cpu", precision="fp32")
+    with pytest.raises(MemoryProfileError, match="needs a CUDA GPU"):
+        memory.apply_profile(pipe, "resident", text_encoder_bits=8)
+
+
+# ---- offload changes where weights live, not the result ---------------------------------------
+
+REQ = RenderRequest(prompt="a cat says <S>hello<E> in the rain", width=160, height=96, seconds=1.0, steps=2,
+                    precision="fp32", seed=7)
+
+
+def _load(tiny_weights, profile: str):
+    from nava_core.pipeline import NAVAPipeline
+
+    pipe = NAVAPipeline.from_pretrained(tiny_weights, device="cpu", precision="fp32")
+    memory.apply_profile(pipe, profile)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def resident_render(tiny_weights):
+    pipe = _load(tiny_weights, "resident")
+    return pipe(memory.prepare_render(pipe, REQ))
+
+
+@pytest.mark.parametrize("profile", ["t5_offload", "group_offload"])
+def test_offload_profiles_render_like_resident(tiny_weights, resident_render, profile: str) -> None:
+    pipe = _load(tiny_weights, profile)
+    assert isinstance(pipe.text_encoder, memory.OffloadedTextEncoder)
+    assert hasattr(pipe.text_encoder.inner.model, "_hf_hook")  # accelerate's offload hook
+    if profile == "group_offload":
+        registry = getattr(pipe.transformer.double_blocks[0], "_diffusers_hook", None)
+        assert registry is not None and registry.get_hook("group_offloading") is not None
+    req = memory.prepare_render(pipe, REQ)
+    assert req.tiled_vae == MEMORY_PROFILES[profile].vae_tiling
+    out = pipe(req)
+    assert torch.equal(out.video_latents, resident_render.video_latents)
+    assert torch.equal(out.audio_latents, resident_render.audio_latents)
+    if not req.tiled_vae:
+        assert (out.frames == resident_render.frames).all()
+    assert out.audio.shape == resident_render.audio.shape
+    # the encoder went back to the offload device after encoding
+    assert next(pipe.text_encoder.inner.model.parameters()).device.type == "cpu"
+
+
+def test_switching_profile_needs_reload(tiny_weights) -> None:
+    pipe = _load(tiny_weights, "t5_offload")
+    assert memory.apply_profile(pipe, "t5_offload").profile.name == "t5_offload"  # same: no-op
+    with pytest.raises(MemoryProfileError, match="reload"):
+        memory.apply_profile(pipe, "fp8")
