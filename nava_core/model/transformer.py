@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 
 import torch
@@ -14,11 +13,6 @@ from .blocks import AUDIO, VIDEO, DoubleStreamBlock, Head, SingleStreamBlock, St
 from .embeddings import AudioPatchEmbedding, SpeakerEmbedding, sinusoidal_embedding
 from .precision import low_dtype, precision_context, to_low
 from .rope import audio_rope, pad_rotations, video_rope
-
-logger = logging.getLogger(__name__)
-
-Streams = list  # [video, audio], either entry may be None
-
 
 def _pad_stack(tokens: list[torch.Tensor], length: int) -> torch.Tensor:
     """list of [L_i, D] -> [B, length, D], zero-padded at the end."""
@@ -177,8 +171,23 @@ class WanAVModel(nn.Module):
                 first_frame_is_clean and video is not None, device,
             )
 
-    def _forward(self, video, audio, t, context, speaker_embeddings, speaker_positions, masking_modality,
-                 clean_first_frame, device):
+    def _forward(
+        self,
+        video: list[torch.Tensor] | None,
+        audio: list[torch.Tensor] | None,
+        t: torch.Tensor,
+        context: list[torch.Tensor],
+        speaker_embeddings: list[torch.Tensor] | None,
+        speaker_positions: list[list[int]] | None,
+        masking_modality: bool,
+        clean_first_frame: bool,
+        device: torch.device,
+    ) -> tuple[list[torch.Tensor] | None, list[torch.Tensor] | None]:
+        """Embed both streams, run the blocks on [video, audio] stream lists, apply the heads.
+
+        Sequence-dim side inputs (RoPE rotations, key masks, per-token time indices) are built once
+        here in `StreamState`s, so a context-parallel wrapper can shard them with the tokens.
+        """
         c = self.config
         head_dim = c.head_dim
         e, e0 = self._time_rows(t, clean_first_frame)
