@@ -134,15 +134,17 @@ def tiny_banner(choice: WeightChoice) -> str:
 # ---- hardware ------------------------------------------------------------------------------------
 
 
-def detect_gpus() -> list[str]:
-    """GPU names and memory as text; the engine's memory module when present, else nvidia-smi."""
-    try:
-        memory = importlib.import_module("nava_core.memory")
-        fn = getattr(memory, "detect_gpus", None)
-        if fn is not None:
-            return [str(g) for g in fn()]
-    except ImportError:
-        pass
+def detect_gpus(use_engine: bool = False) -> list[str]:
+    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast);
+    with `use_engine` the engine's memory module is asked first (imports torch: seconds)."""
+    if use_engine:
+        try:
+            memory = importlib.import_module("nava_core.memory")
+            fn = getattr(memory, "detect_gpus", None)
+            if fn is not None:
+                return [str(g) for g in fn()]
+        except ImportError:
+            pass
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []

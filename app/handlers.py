@@ -75,10 +75,14 @@ def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
     note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
     binding = voice_binding(compiled, state)
     estimate = ""
-    try:
-        estimate = E.memory_estimate(service.build_request(state))
-    except StudioError:
-        pass
+    if service.engine.choice.is_tiny:
+        estimate = ("Preview engine: renders run at preview size on the CPU; the GPU memory estimate appears "
+                    "once real weights are in use (Model tab).")
+    else:
+        try:
+            estimate = E.memory_estimate(service.build_request(state))
+        except StudioError:
+            pass
     return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
 
 

@@ -18,7 +18,7 @@ from app import builder as B
 from app import engine as E
 from app import handlers as H
 from app.model_tab import build_model_tab
-from app.service import StudioError, StudioService
+from app.service import VOICE_EXTS, StudioError, StudioService
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,102 @@ def build_ui(service: StudioService) -> gr.Blocks:
         cast = gr.State(init_cast)
         rev = gr.State(0)  # bumped on structural changes so the dynamic rows re-render
         lint_boxes: dict[str, gr.HTML] = {}
+
+        def _timeline_rows(beat_list: list[dict[str, Any]], cast_list: list[dict[str, Any]]) -> None:
+            speakers = [c["id"] for c in cast_list] or ["A"]
+            if True:
+                for i, beat in enumerate(beat_list):
+                    with gr.Row(key=f"beat-{i}", equal_height=True):
+                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=80,
+                                           scale=1, key=f"kind-{i}")
+                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=80,
+                                          scale=1, allow_custom_value=True, key=f"spk-{i}",
+                                          visible=beat.get("kind") == "line")
+                        text = gr.Textbox(value=beat.get("text", ""), label=f"{i + 1}. text", scale=5, key=f"text-{i}")
+                        emo = gr.Textbox(value=beat.get("delivery", {}).get("emotion", ""), label="delivery", scale=2,
+                                         key=f"emo-{i}")
+                        rate = gr.Dropdown(list(RATES), value=beat.get("delivery", {}).get("rate", "normal"), label="rate",
+                                           min_width=80, scale=1, key=f"rate-{i}")
+                        up = gr.Button("↑", size="sm", min_width=30, scale=0, key=f"up-{i}")
+                        rm = gr.Button("✕", size="sm", min_width=30, scale=0, key=f"rm-{i}")
+
+                    def _set(field: str, sub: str | None = None, idx: int = i):
+                        def fn(value: Any, bl: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                            bl = [dict(b, delivery=dict(b.get("delivery") or {})) for b in bl]
+                            if idx < len(bl):
+                                if sub:
+                                    bl[idx][field][sub] = value or ("normal" if sub == "rate" else "")
+                                else:
+                                    bl[idx][field] = value or ""
+                            return bl
+                        return fn
+
+                    text.input(_set("text"), [text, beats], beats, show_progress="hidden")
+                    emo.input(_set("delivery", "emotion"), [emo, beats], beats, show_progress="hidden")
+                    rate.input(_set("delivery", "rate"), [rate, beats], beats, show_progress="hidden")
+                    spk.input(_set("speaker"), [spk, beats], beats, show_progress="hidden")
+                    kind.input(_set("kind"), [kind, beats], beats, show_progress="hidden").then(
+                        lambda r: r + 1, rev, rev)
+
+                    def _move(bl: list[dict[str, Any]], r: int, idx: int = i):
+                        bl = list(bl)
+                        if idx > 0:
+                            bl[idx - 1], bl[idx] = bl[idx], bl[idx - 1]
+                        return bl, r + 1
+
+                    def _remove(bl: list[dict[str, Any]], r: int, idx: int = i):
+                        return [b for j, b in enumerate(bl) if j != idx], r + 1
+
+                    up.click(_move, [beats, rev], [beats, rev])
+                    rm.click(_remove, [beats, rev], [beats, rev])
+
+        def _cast_rows(cast_list: list[dict[str, Any]]) -> None:
+            if True:
+                for i, member in enumerate(cast_list):
+                    with gr.Row(key=f"cast-{i}", equal_height=False):
+                        cid = gr.Textbox(value=member["id"], label="speaker id", min_width=60, scale=1, key=f"cid-{i}")
+                        name = gr.Textbox(value=member.get("name", ""), label="name", scale=1, key=f"cname-{i}")
+                        desc = gr.Textbox(value=member.get("voice", ""), label="voice description", scale=2,
+                                          key=f"cdesc-{i}")
+                        with gr.Column(scale=3, min_width=220):
+                            drop = gr.File(label=f"voice of {member['id']} (any audio format)", type="filepath",
+                                           file_types=sorted(VOICE_EXTS), height=90, key=f"cdrop-{i}")
+                            preview, note = service.voice_preview(member.get("voice_file") or "")
+                            player = gr.Audio(value=preview, label="reference voice", interactive=False,
+                                              visible=bool(preview), key=f"cplay-{i}")
+                            info = gr.Markdown(note, key=f"cnote-{i}")
+                        rm = gr.Button("✕", size="sm", min_width=30, scale=0, key=f"crm-{i}")
+
+                    def _set(field: str, idx: int = i):
+                        def fn(value: Any, cl: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                            cl = [dict(c) for c in cl]
+                            if idx < len(cl):
+                                cl[idx][field] = value or ""
+                            return cl
+                        return fn
+
+                    cid.blur(_set("id"), [cid, cast], cast).then(lambda r: r + 1, rev, rev)
+                    name.input(_set("name"), [name, cast], cast, show_progress="hidden")
+                    desc.input(_set("voice"), [desc, cast], cast, show_progress="hidden")
+
+                    def _voice(path: str | None, cl: list[dict[str, Any]], idx: int = i):
+                        cl = [dict(c) for c in cl]
+                        if not path:
+                            return cl, gr.update(), gr.update()
+                        try:
+                            up = service.add_voice(path)
+                        except StudioError as e:
+                            gr.Warning(str(e))
+                            return cl, gr.update(), f"⛔ {e}"
+                        cl[idx]["voice_file"] = up.path
+                        return cl, gr.update(value=up.preview, visible=True), f"Voice: {up.note}"
+
+                    drop.upload(_voice, [drop, cast], [cast, player, info])
+
+                    def _remove(cl: list[dict[str, Any]], r: int, idx: int = i):
+                        return [c for j, c in enumerate(cl) if j != idx], r + 1
+
+                    rm.click(_remove, [cast, rev], [cast, rev])
 
         with gr.Tabs():
             # ============================== Studio ==============================
@@ -66,13 +162,13 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                 interactive=True, label="Subjects (the id is also the speaker id)")
                             lint_boxes["scene"] = gr.HTML()
                         with gr.Accordion("Timeline: what happens and who says what", open=True):
-                            timeline_area = gr.Column()
+                            gr.render(inputs=[beats, cast], triggers=[rev.change, demo.load])(_timeline_rows)
                             with gr.Row():
                                 add_line = gr.Button("+ Line", size="sm")
                                 add_action = gr.Button("+ Action", size="sm")
                             lint_boxes["timeline"] = gr.HTML()
                         with gr.Accordion("Cast and voices", open=True):
-                            cast_area = gr.Column()
+                            gr.render(inputs=[cast], triggers=[rev.change, demo.load])(_cast_rows)
                             add_speaker = gr.Button("+ Speaker", size="sm")
                             binding = gr.Markdown()
                             lint_boxes["cast"] = gr.HTML()
@@ -105,9 +201,9 @@ def build_ui(service: StudioService) -> gr.Blocks:
                             form["bucket"] = gr.Radio([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
                                                       value=init_values["bucket"], label="Aspect bucket")
                         with gr.Row():
-                            form["seconds"] = gr.Number(value=init_values["seconds"], label="Duration (s)", minimum=0.5,
+                            form["seconds"] = gr.Number(value=init_values["seconds"], label="Duration (s)", elem_id="seconds", minimum=0.5,
                                                         maximum=40.96, step=0.5)
-                            form["steps"] = gr.Slider(1, MAX_STEPS, value=init_values["steps"], step=1, label="Steps",
+                            form["steps"] = gr.Slider(1, MAX_STEPS, value=init_values["steps"], step=1, label="Steps", elem_id="steps",
                                                       info="50 is the release setting; fewer is faster and rougher")
                         duration_note = gr.Markdown(elem_id="duration-note")
                         lint_boxes["duration"] = gr.HTML()
@@ -117,7 +213,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                             form["audio_seed"] = gr.Number(value=init_values["audio_seed"], label="Seed (audio)", precision=0,
                                                            minimum=0, maximum=MAX_SEED, interactive=False)
                             form["lock_seeds"] = gr.Checkbox(value=init_values["lock_seeds"], label="Audio seed = video seed")
-                            dice = gr.Button("🎲", size="sm", min_width=40)
+                            dice = gr.Button("Random seed", size="sm", min_width=80)
                         with gr.Accordion("Guidance (0 switches a branch off)", open=False):
                             for k in B.GUIDANCE_FIELDS:
                                 form[f"guidance.{k}"] = gr.Slider(0, 20, value=init_values[f"guidance.{k}"], step=0.1,
@@ -193,108 +289,6 @@ def build_ui(service: StudioService) -> gr.Blocks:
         form_list = [form[k] for k in B.FORM_KEYS]
         all_inputs = form_list + [beats, cast]
 
-        @gr.render(inputs=[beats, cast], triggers=[rev.change, demo.load])
-        def _timeline_rows(beat_list: list[dict[str, Any]], cast_list: list[dict[str, Any]]) -> None:
-            speakers = [c["id"] for c in cast_list] or ["A"]
-            with timeline_area:
-                for i, beat in enumerate(beat_list):
-                    with gr.Row(key=f"beat-{i}", equal_height=True):
-                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=80,
-                                           scale=1, key=f"kind-{i}")
-                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=80,
-                                          scale=1, allow_custom_value=True, key=f"spk-{i}",
-                                          visible=beat.get("kind") == "line")
-                        text = gr.Textbox(value=beat.get("text", ""), label=f"{i + 1}. text", scale=5, key=f"text-{i}")
-                        emo = gr.Textbox(value=beat.get("delivery", {}).get("emotion", ""), label="delivery", scale=2,
-                                         key=f"emo-{i}")
-                        rate = gr.Dropdown(list(RATES), value=beat.get("delivery", {}).get("rate", "normal"), label="rate",
-                                           min_width=80, scale=1, key=f"rate-{i}")
-                        up = gr.Button("↑", size="sm", min_width=30, scale=0, key=f"up-{i}")
-                        rm = gr.Button("✕", size="sm", min_width=30, scale=0, key=f"rm-{i}")
-
-                    def _set(field: str, sub: str | None = None, idx: int = i):
-                        def fn(value: Any, bl: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                            bl = [dict(b, delivery=dict(b.get("delivery") or {})) for b in bl]
-                            if idx < len(bl):
-                                if sub:
-                                    bl[idx][field][sub] = value or ("normal" if sub == "rate" else "")
-                                else:
-                                    bl[idx][field] = value or ""
-                            return bl
-                        return fn
-
-                    text.input(_set("text"), [text, beats], beats, show_progress="hidden")
-                    emo.input(_set("delivery", "emotion"), [emo, beats], beats, show_progress="hidden")
-                    rate.input(_set("delivery", "rate"), [rate, beats], beats, show_progress="hidden")
-                    spk.input(_set("speaker"), [spk, beats], beats, show_progress="hidden")
-                    kind.input(_set("kind"), [kind, beats], beats, show_progress="hidden").then(
-                        lambda r: r + 1, rev, rev)
-
-                    def _move(bl: list[dict[str, Any]], r: int, idx: int = i):
-                        bl = list(bl)
-                        if idx > 0:
-                            bl[idx - 1], bl[idx] = bl[idx], bl[idx - 1]
-                        return bl, r + 1
-
-                    def _remove(bl: list[dict[str, Any]], r: int, idx: int = i):
-                        return [b for j, b in enumerate(bl) if j != idx], r + 1
-
-                    up.click(_move, [beats, rev], [beats, rev])
-                    rm.click(_remove, [beats, rev], [beats, rev])
-
-        @gr.render(inputs=[cast], triggers=[rev.change, demo.load])
-        def _cast_rows(cast_list: list[dict[str, Any]]) -> None:
-            with cast_area:
-                for i, member in enumerate(cast_list):
-                    with gr.Row(key=f"cast-{i}", equal_height=False):
-                        cid = gr.Textbox(value=member["id"], label="speaker id", min_width=60, scale=1, key=f"cid-{i}")
-                        name = gr.Textbox(value=member.get("name", ""), label="name", scale=1, key=f"cname-{i}")
-                        desc = gr.Textbox(value=member.get("voice", ""), label="voice description", scale=2,
-                                          key=f"cdesc-{i}")
-                        with gr.Column(scale=3, min_width=220):
-                            drop = gr.File(label=f"voice of {member['id']} (any audio format)", type="filepath",
-                                           file_types=sorted(service_voice_exts()), height=90, key=f"cdrop-{i}")
-                            preview, note = service.voice_preview(member.get("voice_file") or "")
-                            player = gr.Audio(value=preview, label="reference voice", interactive=False,
-                                              visible=bool(preview), key=f"cplay-{i}")
-                            info = gr.Markdown(note, key=f"cnote-{i}")
-                        rm = gr.Button("✕", size="sm", min_width=30, scale=0, key=f"crm-{i}")
-
-                    def _set(field: str, idx: int = i):
-                        def fn(value: Any, cl: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                            cl = [dict(c) for c in cl]
-                            if idx < len(cl):
-                                cl[idx][field] = value or ""
-                            return cl
-                        return fn
-
-                    cid.blur(_set("id"), [cid, cast], cast).then(lambda r: r + 1, rev, rev)
-                    name.input(_set("name"), [name, cast], cast, show_progress="hidden")
-                    desc.input(_set("voice"), [desc, cast], cast, show_progress="hidden")
-
-                    def _voice(path: str | None, cl: list[dict[str, Any]], idx: int = i):
-                        cl = [dict(c) for c in cl]
-                        if not path:
-                            return cl, gr.update(), gr.update()
-                        try:
-                            up = service.add_voice(path)
-                        except StudioError as e:
-                            gr.Warning(str(e))
-                            return cl, gr.update(), f"⛔ {e}"
-                        cl[idx]["voice_file"] = up.path
-                        return cl, gr.update(value=up.preview, visible=True), f"Voice: {up.note}"
-
-                    drop.upload(_voice, [drop, cast], [cast, player, info])
-
-                    def _remove(cl: list[dict[str, Any]], r: int, idx: int = i):
-                        return [c for j, c in enumerate(cl) if j != idx], r + 1
-
-                    rm.click(_remove, [cast, rev], [cast, rev])
-
-        def service_voice_exts() -> set[str]:
-            from app.service import VOICE_EXTS
-            return VOICE_EXTS
-
         # ---------------- builder events ----------------
         compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate]
         recompile = dict(fn=lambda *v: H.compile_outputs(service, list(v)), inputs=all_inputs, outputs=compile_outputs,
@@ -358,9 +352,10 @@ def build_ui(service: StudioService) -> gr.Blocks:
         load_preset_btn.click(_load_preset, [preset, rev], [*form_list, beats, cast, rev])
 
         # ---------------- render ----------------
-        def _render(*vals: Any, request: gr.Request):
+        def _render(data: dict[Any, Any], request: gr.Request):
+            # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument
             owner = getattr(request, "session_hash", "") or ""
-            state = H.state_of(list(vals))
+            state = H.state_of([data[c] for c in all_inputs])
             try:
                 job = service.submit(state, owner=owner)
             except StudioError as e:
@@ -381,7 +376,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                         gr.update(value=view.picture) if view.picture else gr.update(), list(view.files)]
             return [view.html, gr.update(), gr.update(), gr.update(), gr.update()]
 
-        render_event = render_btn.click(_render, all_inputs, [progress_html, result_video, result_audio, result_picture,
+        render_event = render_btn.click(_render, set(all_inputs), [progress_html, result_video, result_audio, result_picture,
                                                               result_files],
                                         concurrency_limit=None, api_visibility="private", show_progress="hidden")
 

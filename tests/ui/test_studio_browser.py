@@ -1,0 +1,103 @@
+"""The studio in a real browser: fresh start with tiny weights, a preset rendered from a click.
+
+Screenshots of the builder, the progress and the result go to tests/_artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "_artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def studio(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "NAVA_STUDIO_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "studio.log", "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py", "--weights", "tiny", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.perf_counter() - t0 > 60:
+                    raise AssertionError((tmp_path / "studio.log").read_text()[-3000:])
+                time.sleep(0.25)
+        yield url, time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+@pytest.mark.slow
+def test_render_preset_from_a_click(studio):
+    av = pytest.importorskip("av")
+    from playwright.sync_api import sync_playwright
+
+    url, startup_s = studio
+    assert startup_s < 20, f"the studio took {startup_s:.1f} s to serve"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#render-btn", timeout=60_000)
+        assert "random" in page.locator("#nava-banner").inner_text()
+        page.click("#load-preset")
+        page.wait_for_timeout(1500)
+        # few steps so the CPU render finishes in a test's time (the preset's dialogue needs its 6 s)
+        page.locator("#steps input[type=number]").fill("2")
+        page.locator("#steps input[type=number]").press("Enter")
+        page.wait_for_function("document.querySelector('#duration-note').innerText.includes('145 frames')", timeout=20_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "studio_builder.png"), full_page=True)
+
+        page.click("#render-btn")
+        page.wait_for_selector("#render-progress [data-status=running]", timeout=120_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "studio_progress.png"), full_page=True)
+
+        page.wait_for_selector("#render-progress [data-status=done]", timeout=540_000)
+        video = page.wait_for_selector("#result-video video", timeout=30_000)
+        src = video.get_attribute("src")
+        assert src
+        page.wait_for_function("document.querySelector('#result-video video').readyState >= 2", timeout=30_000)
+        info = page.evaluate(
+            """async () => { const v = document.querySelector('#result-video video');
+                v.muted = true; await v.play(); await new Promise(r => setTimeout(r, 800)); v.pause();
+                return {duration: v.duration, w: v.videoWidth, h: v.videoHeight, t: v.currentTime,
+                        audioBytes: v.webkitAudioDecodedByteCount, can: v.canPlayType('video/mp4; codecs="avc1.42E01E, mp4a.40.2"')}; }""")
+        page.screenshot(path=str(ARTIFACTS / "studio_result.png"), full_page=True)
+        body = page.request.get(src).body()
+        browser.close()
+
+    assert info["duration"] > 0.5 and (info["w"], info["h"]) == (160, 96) and info["t"] > 0
+    assert info["audioBytes"] > 0, info  # the browser decoded an audio track
+    with av.open(io.BytesIO(body)) as container:
+        assert container.streams.video and container.streams.audio
+        assert container.streams.audio[0].codec_context.channels == 2
