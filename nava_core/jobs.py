@@ -433,11 +433,18 @@ class JobQueue:
                     for r in c.execute("SELECT tmp_dir FROM jobs WHERE state = 'running' AND tmp_dir IS NOT NULL")
                 }
                 incoming = Path(out_root) / INCOMING_DIR
-                if incoming.is_dir():
-                    for p in incoming.iterdir():
+                # layout: .incoming/<batch>/<job folder>; a live worker's folder is never touched
+                for batch_dir in (incoming.iterdir() if incoming.is_dir() else ()):
+                    entries = builtins.list(batch_dir.iterdir()) if batch_dir.is_dir() else [batch_dir]
+                    for p in entries:
                         if str(p) not in live:
                             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                             report.cleaned.append(str(p))
+                    if batch_dir.is_dir():
+                        try:
+                            batch_dir.rmdir()
+                        except OSError:
+                            pass
         if report.changed or report.cleaned:
             log.info(
                 "queue recovery: %d re-queued, %d failed, %d adopted as done, %d folders removed",

@@ -213,6 +213,7 @@ def test_failure_retry_limit_and_recover(tmp_path: Path) -> None:
 def test_recover_requeues_dead_workers_job_and_cleans_temp(tmp_path: Path) -> None:
     q = JobQueue(tmp_path / "q.db")
     jid = q.enqueue(RenderRequest(prompt="x"))
+    q.enqueue(RenderRequest(prompt="y"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     job = q.claim()
@@ -223,9 +224,13 @@ def test_recover_requeues_dead_workers_job_and_cleans_temp(tmp_path: Path) -> No
     q._conn.execute("UPDATE jobs SET worker_pid = ? WHERE id = ?", (dead.pid, jid))  # the worker that died
     orphan = tmp_path / "out" / INCOMING_DIR / "single" / "999-orphan"
     orphan.mkdir(parents=True)
+    live = q.claim()  # a job this (live) process is rendering right now: its folder must survive
+    live_tmp, _ = job_dirs(tmp_path / "out", live)
+    q.set_paths(live.id, tmp_dir=str(live_tmp))
+    live_tmp.mkdir(parents=True)
     rep = q.recover(out_root=tmp_path / "out")
     assert rep.requeued == [jid]
-    assert not tmp.exists() and not orphan.exists()
+    assert not tmp.exists() and not orphan.exists() and live_tmp.is_dir()
     assert q.get(jid).state == "queued" and q.get(jid).tmp_dir is None
 
 
