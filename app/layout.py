@@ -100,7 +100,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                           key=f"cdesc-{i}")
                         with gr.Column(scale=3, min_width=220):
                             drop = gr.File(label=f"voice of {member['id']} (any audio format)", type="filepath",
-                                           file_types=sorted(VOICE_EXTS), height=90, key=f"cdrop-{i}")
+                                           file_types=sorted(VOICE_EXTS), height=130, key=f"cdrop-{i}")
                             preview, note = service.voice_preview(member.get("voice_file") or "")
                             player = gr.Audio(value=preview, label="reference voice", interactive=False,
                                               visible=bool(preview), key=f"cplay-{i}")
@@ -466,7 +466,15 @@ def build_ui(service: StudioService) -> gr.Blocks:
         tabs_holder = demo  # noqa: F841 - tabs are selected through the returned gr.Tabs update below
         reuse_btn.click(_reuse, [hist_id, rev], [*form_list, beats, cast, rev, _tabs_of(demo)])
 
+    _keep_api_to(demo, {"render", "lint", "compile"})
     return demo
+
+
+def _keep_api_to(demo: gr.Blocks, names: set[str]) -> None:
+    """Only the documented endpoints are public; UI events (row edits, tabs) stay out of the API page."""
+    for fn in demo.fns.values():
+        if fn.api_name not in names:
+            fn.api_visibility = "private"
 
 
 def _tabs_of(demo: gr.Blocks) -> gr.Tabs:
