@@ -18,7 +18,6 @@ the weight-only wrapper in `nava_core.fp8`.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -343,23 +342,29 @@ class _ParamCounts:
         return self.block_linear + self.block_other + self.other
 
 
-@functools.lru_cache(maxsize=8)
-def _param_counts(config: NAVAConfig) -> _ParamCounts:
-    from nava_core.model import WanAVModel
-
-    with torch.device("meta"):
-        model = WanAVModel(config)
-    lin = bo = other = 0
-    for name, p in model.named_parameters():
-        if name.startswith(("double_blocks.", "single_blocks.")):
-            if name.endswith(".weight") and p.ndim == 2:
-                lin += p.numel()
-            else:
-                bo += p.numel()
-        else:
-            other += p.numel()
-    block_max = max(sum(p.numel() for p in b.parameters()) for b in [*model.double_blocks, *model.single_blocks])
-    return _ParamCounts(lin, bo, other, block_max)
+def param_counts(config: NAVAConfig) -> _ParamCounts:
+    """Backbone parameters by kind, from the config alone (checked against the model in the tests)."""
+    d, f, h = config.dim, config.ffn_dim, config.audio_hidden_dim
+    lin = d * d + d
+    attn = 4 * lin + 2 * d  # q,k,v,o + norm_q, norm_k
+    ffn = d * f + f + f * d + d
+    single = 2 * attn + 2 * d + ffn + 6 * d  # self, cross, norm3, ffn, modulation
+    double = 4 * attn + 2 * d + ffn + 12 * d  # video + audio copies of the attentions and modulation
+    single_lin, double_lin = 8 * d * d + 2 * d * f, 16 * d * d + 2 * d * f
+    patch_out = math.prod(config.patch_size) * config.vid_out_dim
+    other = (
+        config.vid_in_dim * math.prod(config.patch_size) * d + d  # patch_embedding
+        + 7 * config.audio_in_dim * d + d + 3 * 7 * d * h  # audio patch embedding (conv + SwiGLU convs)
+        + 2 * config.speaker_dim + config.speaker_dim * d + d + d * d + d + 2 * d + d  # speaker MLP
+        + config.text_dim * d + d + d * d + d  # text_embedding
+        + config.freq_dim * d + d + d * d + d  # time_embedding
+        + d * 6 * d + 6 * d  # time_projection
+        + 2 * d + d * patch_out + patch_out + 2 * d + d * config.audio_out_dim + config.audio_out_dim  # heads
+    )
+    nd, ns = config.num_double_layers, config.num_single_layers
+    block_linear = nd * double_lin + ns * single_lin
+    block_all = nd * double + ns * single
+    return _ParamCounts(block_linear, block_all - block_linear, other, double if nd else single)
 
 
 def forward_flops(config: NAVAConfig, video_tokens: int, audio_tokens: int) -> float:
@@ -385,7 +390,7 @@ def _reference_flops_per_gpu_step(config: NAVAConfig) -> float:
 def _raw_peak_bytes(profile: MemoryProfile, config: NAVAConfig, video_tokens: int, audio_tokens: int,
                     batch: int, gpus: int, pixels: int, has_video: bool) -> float:
     """Physical model: weights by dtype and place + activations per token + VAE decode working set."""
-    pc = _param_counts(config)
+    pc = param_counts(config)
     if profile.group_offload_backbone:
         backbone = 4 * (pc.other + 2 * pc.block_max)  # non-block weights + current and prefetched block
     elif profile.fp8_backbone:

@@ -18,7 +18,7 @@ from nava_core.weights.checkpoint import (
     save_backbone_checkpoint,
 )
 
-REQ = RenderRequest(prompt="a dog barks <S>woof<E>", width=160, height=96, seconds=1.0, steps=2, precision="fp32",
+REQ = RenderRequest(prompt="a dog barks <S>woof<E>", width=160, height=96, seconds=0.5, steps=2, precision="fp32",
                     seed=3)
 
 

@@ -94,7 +94,7 @@ def test_text_encoder_bits_need_cuda(tiny_weights) -> None:
 
 # ---- offload changes where weights live, not the result ---------------------------------------
 
-REQ = RenderRequest(prompt="a cat says <S>hello<E> in the rain", width=160, height=96, seconds=1.0, steps=2,
+REQ = RenderRequest(prompt="a cat says <S>hello<E> in the rain", width=160, height=96, seconds=0.5, steps=2,
                     precision="fp32", seed=7)
 
 
@@ -137,3 +137,18 @@ def test_switching_profile_needs_reload(tiny_weights) -> None:
     assert memory.apply_profile(pipe, "t5_offload").profile.name == "t5_offload"  # same: no-op
     with pytest.raises(MemoryProfileError, match="reload"):
         memory.apply_profile(pipe, "fp8")
+
+
+def test_param_counts_match_the_model() -> None:
+    from nava_core.config import NAVAConfig
+    from nava_core.model import WanAVModel
+
+    assert memory.param_counts(NAVAConfig.release()).total == 6_296_995_520  # NAVA_SPEC.md 1
+    assert memory.param_counts(NAVAConfig.release()).block_max == 239_209_472  # one double block
+    cfg = NAVAConfig.tiny()
+    with torch.device("meta"):
+        model = WanAVModel(cfg)
+    pc = memory.param_counts(cfg)
+    assert pc.total == sum(p.numel() for p in model.parameters())
+    assert pc.block_linear == sum(p.numel() for n, p in model.named_parameters()
+                                  if n.startswith(("double_", "single_")) and p.ndim == 2)
