@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +110,40 @@ def test_preflight_blocks_over_long_dialogue(service):
     with pytest.raises(StudioError, match="cannot fit"):
         service.submit(state)
     assert service.history.list() == []  # nothing queued
+
+
+@pytest.mark.slow
+def test_real_engine_queue_cancel_and_restart(tmp_path, monkeypatch):
+    """Tiny engine: two renders queue (position shown), cancel stops at a step, history survives restart."""
+    import time
+
+    monkeypatch.setenv("NAVA_STUDIO_HOME", str(tmp_path / "home"))
+    paths = StudioPaths.from_env()
+    svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    state = B.default_state()
+    state["settings"]["steps"] = 40
+    quick = B.default_state()
+    quick["settings"].update(steps=2, seed=7)
+    try:
+        first = svc.submit(state, owner="me")
+        second = svc.submit(quick, owner="other")
+        assert "1 render ahead" in svc.view(second).html
+        deadline = time.time() + 300
+        while not (first.event and first.event.phase == "denoising" and first.event.step >= 1):
+            assert time.time() < deadline and first.status in ("queued", "running")
+            time.sleep(0.05)
+        assert "step" in svc.view(first).html
+        svc.cancel("me")
+        assert svc.queue.wait(first.id, 120).status == "cancelled"
+        assert first.event.step < 40
+        assert svc.queue.wait(second.id, 300).status == "done"
+        assert Path(second.outputs["mp4"]).exists() and Path(second.outputs["thumbnail"]).exists()
+    finally:
+        svc.close()
+    svc2 = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    try:
+        statuses = {e.id: e.status for e in svc2.history.list()}
+        assert statuses == {first.id: "cancelled", second.id: "done"}
+        assert svc2.build_request(svc2.reuse(second.id)) == second.request
+    finally:
+        svc2.close()
