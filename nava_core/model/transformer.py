@@ -56,6 +56,7 @@ class WanAVModel(nn.Module):
         )
         self.head = Head(c.dim, math.prod(c.patch_size) * c.vid_out_dim, c.eps)
         self.head_audio = Head(c.dim, c.audio_out_dim, c.eps)
+        self.sequence_parallel = None  # a nava_core.parallel.UlyssesContext when run sequence-parallel
 
     @property
     def precision(self) -> str:
@@ -224,10 +225,16 @@ class WanAVModel(nn.Module):
             streams[AUDIO] = to_low(x)
         ctx = self._embed_text([u.to(device) for u in context], speaker_embeddings, speaker_positions)
 
+        sp = getattr(self, "sequence_parallel", None)
+        block_states = states
+        if sp is not None:  # Ulysses: the blocks run on this rank's slice of both streams
+            streams, block_states, shard = sp.shard(streams, states)
         for block in self.double_blocks:
-            streams = block(streams, states, ctx, masking_modality)
+            streams = block(streams, block_states, ctx, masking_modality)
         for block in self.single_blocks:
-            streams = block(streams, states, ctx, masking_modality)
+            streams = block(streams, block_states, ctx, masking_modality)
+        if sp is not None:
+            streams = sp.gather(streams, shard)
 
         video_out = audio_out = None
         if video is not None:
