@@ -177,6 +177,8 @@ class OffloadedTextEncoder:
             self.hook.offload()
 
     def __getattr__(self, name: str) -> Any:  # tokenize, prepare_prompt, max_length, ... unchanged
+        if name == "inner":  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 
@@ -227,14 +229,17 @@ def execution_device(pipe: Any) -> torch.device:
     return next(pipe.transformer.parameters()).device
 
 
-def apply_profile(pipe: Any, name: str = "auto", text_encoder_bits: int | None = None) -> AppliedProfile:
+def apply_profile(pipe: Any, name: str = "auto", text_encoder_bits: int | None = None,
+                  device: str | torch.device | None = None) -> AppliedProfile:
     """Put the pipeline's weights where profile `name` wants them; returns (and records) what was done.
 
     Call it once after loading (NAVAPipeline.from_pretrained does, with the request/CLI's profile).
-    Re-applying the same profile is a no-op; changing an applied non-resident profile needs a reload
-    (hooks and fp8 storage are not undone), which is refused with that message.
+    `device` is where computation happens (default: where the backbone is); pass it when the backbone
+    was loaded on the CPU for `group_offload`. Re-applying the same profile is a no-op; changing an
+    applied non-resident profile needs a reload (hooks and fp8 storage are not undone), which is
+    refused with that message.
     """
-    device = execution_device(pipe)
+    device = torch.device(device) if device is not None else execution_device(pipe)
     gpu_bytes = None
     if device.type == "cuda":
         gpu_bytes = torch.cuda.get_device_properties(device.index or 0).total_memory

@@ -500,6 +500,11 @@ class WorkerGroup:
                 self.restart()
                 raise
 
+    def __call__(self, request: RenderRequest, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> Any:
+        """Same call as NAVAPipeline, so `render.render_to_files(group, request, ...)` works unchanged."""
+        return self.render(request, progress=progress, cancel=cancel)
+
     def _await(self, running: _Running, job_id: int, progress: ProgressCallback, cancel: CancelToken | None) -> Any:
         cfg = self.config
         last = time.monotonic()

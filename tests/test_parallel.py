@@ -27,7 +27,7 @@ from nava_core.parallel import (
     enable_ulysses,
     valid_gpu_counts,
 )
-from nava_core.progress import ProgressEvent
+from nava_core.progress import CancelToken, ProgressEvent, RenderCancelled
 from nava_core.request import RenderRequest
 
 WORLD = 2
@@ -140,6 +140,17 @@ def test_worker_group_renders_like_in_process_and_survives_a_killed_worker(tiny_
         assert got.frames.shape == expected.frames.shape
         assert abs(got.frames.astype(int) - expected.frames.astype(int)).max() <= 1
         assert [e.step for e in events if e.phase == "denoising"] == [0, 1, 2]
+
+        # cancel from the studio: every rank stops at the same step, the group keeps serving
+        token = CancelToken()
+
+        def cancel_on_step(ev: ProgressEvent) -> None:
+            if ev.phase == "denoising" and ev.step == 1:
+                token.cancel()
+
+        with pytest.raises(RenderCancelled):
+            group(REQ.replace(steps=6), progress=cancel_on_step, cancel=token)
+        assert group.restarts == 0
 
         # kill rank 1 as soon as the first denoising step is reported
         pids = group.pids()
