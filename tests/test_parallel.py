@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nava_core.config import NAVAConfig
+from nava_core.config import NAVAConfig, pixel_frames
 from nava_core.parallel import (
     GroupConfig,
     UlyssesContext,
@@ -169,3 +169,48 @@ def test_worker_group_renders_like_in_process_and_survives_a_killed_worker(tiny_
         assert set(group.pids()).isdisjoint(pids)
         assert (again.audio_latents - expected.audio_latents).abs().max().item() <= 1e-4
     assert not any(p for p in group.pids())
+
+
+@pytest.mark.slow
+def test_hung_worker_fails_the_job_by_collective_timeout(tiny_weights) -> None:
+    """A worker that stops responding (SIGSTOP: alive but silent) must not hang rank 0 forever: the
+    collective times out, the job fails, the stopped worker is killed and the group restarts."""
+    cfg = GroupConfig(str(tiny_weights), world_size=WORLD, device="cpu", precision="fp32", memory_profile="resident",
+                      collective_timeout_s=8.0, start_timeout_s=180.0)
+    with WorkerGroup(cfg) as group:
+        pids = group.pids()
+
+        def stop_on_step(ev: ProgressEvent) -> None:
+            if ev.phase == "denoising" and ev.step == 1:
+                os.kill(pids[1], signal.SIGSTOP)
+
+        t0 = time.monotonic()
+        with pytest.raises(WorkerGroupError, match="restarting"):
+            group.render(REQ.replace(steps=6), progress=stop_on_step)
+        assert time.monotonic() - t0 < cfg.collective_timeout_s + 15
+        ok = group.render(REQ)
+        assert ok.frames is not None and set(group.pids()).isdisjoint(pids)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[1], 0)  # the stopped worker was killed, not left behind
+
+
+@pytest.mark.slow
+def test_torchrun_entry_point_writes_the_render(tiny_weights, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    req = tmp_path / "clip.json"
+    req.write_text(REQ.to_json(), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD), "-m", "nava_core.parallel",
+         "--weights", str(tiny_weights), "--out", str(tmp_path / "out"), "--precision", "fp32",
+         "--memory-profile", "resident", "--timeout", "60", str(req)],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from nava_core.export import probe, read_request
+
+    mp4 = tmp_path / "out" / "000_clip.mp4"
+    info = probe(mp4)
+    assert (info.frames, info.width, info.height, info.channels) == (pixel_frames(REQ.latent_frames), 160, 96, 2)
+    assert RenderRequest.from_json(read_request(mp4)) == REQ
