@@ -250,12 +250,18 @@ def _free_port() -> int:
 
 
 def _use_cuda(cfg: GroupConfig) -> bool:
+    """NCCL on one GPU per rank; CPU/gloo only when asked or when there is no CUDA at all (never a silent
+    fallback from a GPU machine that has too few GPUs)."""
     if cfg.device == "cpu":
         return False
-    ok = torch.cuda.is_available() and torch.cuda.device_count() >= cfg.world_size
-    if cfg.device == "cuda" and not ok:
-        raise WorkerGroupError(f"{cfg.world_size} GPUs requested but {torch.cuda.device_count()} CUDA devices found")
-    return ok
+    if not torch.cuda.is_available():
+        if cfg.device == "cuda":
+            raise WorkerGroupError("device 'cuda' requested but no CUDA device is available")
+        return False
+    if torch.cuda.device_count() < cfg.world_size:
+        raise WorkerGroupError(f"{cfg.world_size} GPUs requested but {torch.cuda.device_count()} CUDA devices "
+                               f"are visible; choose one of {valid_gpu_counts(24, torch.cuda.device_count())}")
+    return True
 
 
 def _to_wire(result: Any) -> Any:
@@ -359,6 +365,7 @@ class WorkerGroup:
         if config.world_size < 1:
             raise ValueError("world_size must be >= 1")
         self.config = config
+        _use_cuda(config)  # refuse impossible GPU counts before spawning anything
         self._mp = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._state_lock = threading.Lock()

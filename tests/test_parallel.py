@@ -214,3 +214,10 @@ def test_torchrun_entry_point_writes_the_render(tiny_weights, tmp_path) -> None:
     info = probe(mp4)
     assert (info.frames, info.width, info.height, info.channels) == (pixel_frames(REQ.latent_frames), 160, 96, 2)
     assert RenderRequest.from_json(read_request(mp4)) == REQ
+
+
+def test_group_refuses_impossible_gpu_requests(tiny_weights) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only refusal; CUDA is present")
+    with pytest.raises(WorkerGroupError, match="no CUDA device"):
+        WorkerGroup(GroupConfig(str(tiny_weights), world_size=2, device="cuda"))
