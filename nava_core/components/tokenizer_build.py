@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 TINY_EXTRA_IDS = 100
 """Sentinels in the tiny tokenizer (`<extra_id_0..99>`, like T5; umT5 has 300)."""
 
-OFFICIAL_PROMPTS = Path(__file__).resolve().parents[2] / "tests" / "data" / "official_prompts.jsonl"
+OFFICIAL_PROMPTS = Path(__file__).resolve().parents[1] / "data" / "official_prompts.jsonl"
 
 # Generic text written for this project, so words outside the example prompts still get pieces.
 GENERIC_TEXT: tuple[str, ...] = (

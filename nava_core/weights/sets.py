@@ -1,7 +1,7 @@
 """What a complete NAVA install is, what a folder has of it, and how to get the rest.
 
 A *weight set* is a folder holding the five networks. Two layouts are understood: the release's
-(what `huggingface-cli download ernie-research/NAVA` produces, plus the ReDimNet checkpoint that the
+(what `hf download ernie-research/NAVA` produces, plus the ReDimNet checkpoint that the
 release fetches through torch.hub) and a diffusers-style one (one sub-folder per component). The
 tiny set is written by the project itself in the release layout from seeded random weights so every
 loader runs, in tests and in the weight-less studio, on the same code path as the real files.
@@ -19,7 +19,9 @@ from typing import Callable, Literal
 logger = logging.getLogger(__name__)
 
 HUB_REPO = "ernie-research/NAVA"
-REDIMNET_SOURCE = "IDRnD/redimnet GitHub release 'M-vb2+vox2+cnc-ft_mix.pt' (the release loads it through torch.hub)"
+REDIMNET_FILE = "M-vb2+vox2+cnc-ft_mix.pt"
+REDIMNET_URL = f"https://github.com/IDRnD/ReDimNet/releases/download/latest/{REDIMNET_FILE}"
+REDIMNET_SOURCE = f"IDRnD/ReDimNet GitHub release {REDIMNET_FILE} (the release loads it through torch.hub)"
 GB = 1024**3
 MB = 1024**2
 
@@ -202,10 +204,31 @@ def inspect_weights(root: str | os.PathLike) -> WeightReport:
             best = rep
     assert best is not None
     best.is_tiny = (root / TINY_MARKER).is_file()
+    speaker = next(f for f in best.files if f.spec.component == "speaker_encoder")
+    cached = torch_hub_checkpoint()
+    if speaker.found is None and cached is not None:
+        speaker.found, speaker.size = cached, cached.stat().st_size
     backbone = next(f for f in best.files if f.spec.component == "backbone")
     if backbone.found is not None:
         best.backbone_fp8 = is_fp8_checkpoint(backbone.found)
     return best
+
+
+def torch_hub_checkpoint() -> Path | None:
+    """The ReDimNet checkpoint where the release's torch.hub call leaves it, if it is there."""
+    home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
+    p = home / "hub" / "checkpoints" / REDIMNET_FILE
+    return p if p.is_file() and p.stat().st_size > 0 else None
+
+
+def hub_snapshot() -> Path | None:
+    """The release's Hub snapshot already in the local Hugging Face cache (e.g. a Space's preload), or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(HUB_REPO, local_files_only=True))
+    except Exception:  # not cached, or huggingface_hub cannot tell offline: both mean "not here"
+        return None
 
 
 # ---- downloads -------------------------------------------------------------------------------
@@ -252,9 +275,38 @@ def download_weights(
             f"could not reach the Hugging Face Hub to download {repo_id} ({type(e).__name__}: {e}). "
             "Check the network or proxy settings, or download on another machine and copy the folder here."
         ) from e
+    report = inspect_weights(root)
+    speaker = next(f for f in report.files if f.spec.component == "speaker_encoder")
+    if speaker.found is None:
+        download_speaker_encoder(root / RELEASE_LAYOUT.file_for("speaker_encoder").path, progress)
+        report = inspect_weights(root)
     if progress:
         progress("Download finished", 1.0)
-    return inspect_weights(root)
+    return report
+
+
+def download_speaker_encoder(dest: str | os.PathLike, progress: DownloadProgress | None = None) -> Path:
+    """Fetch the ReDimNet-M checkpoint from its GitHub release (not part of the Hub repo), atomically."""
+    import urllib.error
+    import urllib.request
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    if progress:
+        progress(f"Downloading the speaker encoder from {REDIMNET_URL}", 0.95)
+    try:
+        with urllib.request.urlopen(REDIMNET_URL, timeout=60) as r, open(tmp, "wb") as fh:
+            while chunk := r.read(1 << 20):
+                fh.write(chunk)
+    except (urllib.error.URLError, OSError) as e:
+        tmp.unlink(missing_ok=True)
+        raise HubUnreachableError(
+            f"could not download the ReDimNet speaker encoder ({e}). Download {REDIMNET_URL} by hand "
+            f"and put it at {dest}."
+        ) from e
+    os.replace(tmp, dest)
+    return dest
 
 
 # ---- tiny weight set ---------------------------------------------------------------------------
