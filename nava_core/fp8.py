@@ -129,3 +129,11 @@ def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval()
+
+
+def convert_checkpoint_to_fp8(src: str | Path, dst: str | Path) -> Path:
+    """Write the release's fp8 layout (`NAVA_fp8.safetensors`) from a bf16/fp32 backbone file, once,
+    so later loads read 1 byte per block weight instead of converting at every start."""
+    from nava_core.weights.checkpoint import load_backbone_state_dict, save_backbone_checkpoint
+
+    return save_backbone_checkpoint(load_backbone_state_dict(src), dst, fp8=True)

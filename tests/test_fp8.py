@@ -90,3 +90,17 @@ def test_fp8_profile_renders_release_fp8_file(tiny_weights, tmp_path) -> None:
     out_full = full(REQ)
     rel = ((out8.video_latents - out_full.video_latents).norm() / out_full.video_latents.norm()).item()
     assert 0 < rel < 0.25
+
+
+def test_convert_once_then_load_equals_converting_at_load(tmp_path) -> None:
+    from nava_core.fp8 import convert_checkpoint_to_fp8
+
+    cfg = NAVAConfig.tiny("fp32")
+    src = save_backbone_checkpoint(init_golden_weights(cfg, seed=4), tmp_path / "NAVA.safetensors")
+    dst = convert_checkpoint_to_fp8(src, tmp_path / "NAVA_fp8.safetensors")
+    from nava_core.memory import param_counts
+
+    saved = src.stat().st_size - dst.stat().st_size  # 3 bytes per block matrix element (fp32 -> fp8)
+    assert abs(saved - 3 * param_counts(cfg).block_linear) < 50_000  # headers differ slightly
+    a, b = load_backbone_fp8(src, cfg).state_dict(), load_backbone_fp8(dst, cfg).state_dict()
+    assert all(a[k].dtype == b[k].dtype and torch.equal(a[k].float(), b[k].float()) for k in a)
