@@ -127,7 +127,13 @@ class InputFileError(ValueError):
 
 
 def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequest]:
-    """A request JSON, or a JSONL in the release's format (`prompt`, `image_path`, `spk_wavs`, optional `mode`)."""
+    """A request JSON, or a JSONL in the release's format (`prompt`, `image_path`, `spk_wavs`, optional `mode`).
+
+    Every request passes the same input checks as the studio's API (text, numbers, voice and image files
+    by content), so a bad line is refused before any weights are loaded.
+    """
+    from nava_core.validation import check_request_dict
+
     if not path.is_file():
         raise InputFileError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
@@ -140,7 +146,7 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
         items = data if isinstance(data, list) else [data]
         if not all(isinstance(d, dict) for d in items):
             raise InputFileError(f"{path}: expected a render request object (or a list of them)")
-        return [RenderRequest.from_dict(_apply_overrides(d, overrides)) for d in items]
+        return [check_request_dict(_apply_overrides(d, overrides), base_dir=base) for d in items]
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -164,8 +170,8 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
             fields["mode"] = row["mode"]
         merged = _apply_overrides(fields, overrides)
         try:
-            out.append(RenderRequest.from_dict(merged))
-        except RequestError as e:
+            out.append(check_request_dict(merged, base_dir=base))
+        except (RequestError, ValueError) as e:
             raise InputFileError(f"{path}, line {n}: {e}") from None
     if not out:
         raise InputFileError(f"{path}: no requests found")

@@ -83,7 +83,7 @@ def test_request_json_with_guidance_flags_and_audio_mode(tiny_weights, tmp_path,
         ('{"prompt": "x"}', ["--size", "1280x720"], "multiples of 32"),
         ('{"prompt": "x"}', ["--seed", "-3"], "seed"),
         ('{"prompt": "x"}', ["--video-guidance", "nan"], "guidance"),
-        ('{"prompt": ""}', [], "prompt is empty"),
+        ('{"prompt": ""}', [], "prompt: it is empty"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_reason(tmp_path, capsys, content, args, needle):
