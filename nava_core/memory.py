@@ -221,6 +221,30 @@ def quantize_text_encoder(text_encoder: Any, bits: int, device: torch.device) ->
     model.to(device)
 
 
+def profile_for_device(name: str, device: str | torch.device) -> str:
+    """Resolve 'auto'/aliases for a compute device (CUDA: by its memory; CPU: 'resident')."""
+    device = torch.device(device)
+    gpu_bytes = None
+    if device.type == "cuda":
+        gpu_bytes = torch.cuda.get_device_properties(device.index or 0).total_memory
+    return resolve_profile_name(name, gpu_bytes)
+
+
+def load_backbone_for_profile(path: Any, config: NAVAConfig, device: str | torch.device, name: str) -> torch.nn.Module:
+    """Load the backbone where profile `name` wants it, so loading never needs the full-precision
+    model on a small GPU: fp8 -> block matrices straight to fp8 on `device`; group_offload -> on the CPU
+    (`apply_profile(pipe, name, device=device)` then streams blocks to `device`); else fp32 on `device`."""
+    from nava_core.weights.checkpoint import load_backbone
+
+    resolved = profile_for_device(name, device)
+    profile = MEMORY_PROFILES[resolved]
+    if profile.fp8_backbone:
+        from nava_core.fp8 import load_backbone_fp8
+
+        return load_backbone_fp8(path, config, device)
+    return load_backbone(path, config=config, device="cpu" if profile.group_offload_backbone else device)
+
+
 def execution_device(pipe: Any) -> torch.device:
     """The device the pipeline computes on, whatever the profile moved weights to (use for noise/latents)."""
     state: AppliedProfile | None = getattr(pipe, "memory_state", None)
@@ -240,10 +264,7 @@ def apply_profile(pipe: Any, name: str = "auto", text_encoder_bits: int | None =
     refused with that message.
     """
     device = torch.device(device) if device is not None else execution_device(pipe)
-    gpu_bytes = None
-    if device.type == "cuda":
-        gpu_bytes = torch.cuda.get_device_properties(device.index or 0).total_memory
-    resolved = resolve_profile_name(name, gpu_bytes)
+    resolved = profile_for_device(name, device)
     profile = MEMORY_PROFILES[resolved]
     current: AppliedProfile | None = getattr(pipe, "memory_state", None)
     if current is not None:
@@ -481,5 +502,5 @@ def fits(est: Estimate, gpu: GPUInfo, margin: float = 0.95) -> bool:
 __all__ = [
     "MEMORY_PROFILES", "MemoryProfile", "MemoryProfileError", "GPUInfo", "Estimate", "AppliedProfile",
     "choose_profile", "resolve_profile_name", "detect_gpus", "apply_profile", "prepare_render",
-    "execution_device", "estimate", "forward_flops", "fits", "quantize_text_encoder", "OffloadedTextEncoder",
+    "execution_device", "estimate", "profile_for_device", "load_backbone_for_profile", "forward_flops", "fits", "quantize_text_encoder", "OffloadedTextEncoder",
 ]

@@ -152,3 +152,20 @@ def test_param_counts_match_the_model() -> None:
     assert pc.total == sum(p.numel() for p in model.parameters())
     assert pc.block_linear == sum(p.numel() for n, p in model.named_parameters()
                                   if n.startswith(("double_", "single_")) and p.ndim == 2)
+
+
+@pytest.mark.parametrize("profile", ["resident", "fp8", "group_offload"])
+def test_load_backbone_for_profile(tiny_weights, profile: str) -> None:
+    from nava_core.config import NAVAConfig
+    from nava_core.fp8 import FP8_DTYPE
+    from nava_core.weights.checkpoint import load_backbone_state_dict
+
+    path = tiny_weights / "NAVA.safetensors"
+    cfg = NAVAConfig.tiny("fp32")
+    model = memory.load_backbone_for_profile(path, cfg, "cpu", profile)
+    state, file = model.state_dict(), load_backbone_state_dict(path)
+    fp8 = {k for k, v in state.items() if v.dtype == FP8_DTYPE}
+    assert bool(fp8) == (profile == "fp8")
+    for k, v in file.items():
+        expected = v.to(FP8_DTYPE).float() if k in fp8 else v
+        assert torch.equal(state[k].float(), expected.float()), k
