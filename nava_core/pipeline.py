@@ -115,14 +115,20 @@ class NAVAPipeline(DiffusionPipeline):
         device: str | torch.device | None = None,
         precision: Literal["nava", "fp32"] = "nava",
         progress: ProgressCallback | None = None,
+        memory_profile: str = "auto",
         **_: Any,
     ) -> "NAVAPipeline":
-        """Load a weight-set folder (release or diffusers layout), or `"tiny"` (built on first use)."""
+        """Load a weight-set folder (release or diffusers layout), or `"tiny"` (built on first use).
+
+        `memory_profile` ("auto", "resident", "t5_offload", "fp8", "group_offload") decides where the
+        weights live (nava_core.memory); it changes memory use and speed, never the result.
+        """
+        from nava_core import memory
+
         from nava_core.components.audio_vae import AudioVAE
         from nava_core.components.speaker_encoder import SpeakerEncoder
         from nava_core.components.text_encoder import TextEncoder
         from nava_core.components.video_vae import VideoVAE
-        from nava_core.weights.checkpoint import load_backbone
         from nava_core.weights.sets import build_tiny_weight_set, inspect_weights
 
         progress = progress or null_progress
@@ -135,7 +141,8 @@ class NAVAPipeline(DiffusionPipeline):
             raise FileNotFoundError(report.summary())
         progress(ProgressEvent("loading", 0, 5, message="backbone"))
         config = _backbone_config(report.root, report.path("backbone"), precision)
-        transformer = load_backbone(report.path("backbone"), config=config, device=device)
+        profile = memory.profile_for_device(memory_profile, device)
+        transformer = memory.load_backbone_for_profile(report.path("backbone"), config, device, profile)
         transformer.eval().requires_grad_(False)
         progress(ProgressEvent("loading", 1, 5, message="text encoder"))
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -157,12 +164,40 @@ class NAVAPipeline(DiffusionPipeline):
         pipe = cls(transformer, text_encoder, vae, audio_vae, speaker_encoder)
         pipe.weights_path = report.root
         pipe.is_tiny = report.is_tiny
+        memory.apply_profile(pipe, profile, device=device)
         progress(ProgressEvent("loading", 5, 5, message="ready"))
         return pipe
 
     @property
     def device(self) -> torch.device:  # type: ignore[override]
-        return next(self.transformer.parameters()).device
+        """Where computation happens, whichever profile decided where the weights are stored."""
+        from nava_core.memory import execution_device
+
+        return execution_device(self)
+
+    def to(self, device: str | torch.device) -> "NAVAPipeline":  # type: ignore[override]
+        """Move every component to `device` (e.g. into a ZeroGPU call after loading on the CPU).
+
+        Only for the resident profile: offload hooks and fp8 storage decide placement themselves.
+        """
+        from nava_core.memory import apply_profile
+
+        device = torch.device(device)
+        state = getattr(self, "memory_state", None)
+        if state is not None and state.profile.name != "resident":
+            raise RuntimeError(f"cannot move a pipeline running the '{state.profile.name}' profile; reload it")
+        self.transformer.to(device)
+        self.text_encoder.model.to(device)
+        for comp in (self.vae, self.speaker_encoder):
+            comp.model.to(device)
+            comp.device = device
+        self.audio_vae.vae.to(device)
+        self.audio_vae.vocoder.to(device)
+        self.audio_vae.device = device
+        self._negative_cache.clear()
+        self.memory_state = None
+        apply_profile(self, "resident", device=device)
+        return self
 
     # ---- conditioning ------------------------------------------------------------------------
 
@@ -336,11 +371,14 @@ class NAVAPipeline(DiffusionPipeline):
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> RenderResult:
+        from nava_core.memory import prepare_render
+
         progress = progress or null_progress
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if cancel is not None:
             cancel.raise_if_cancelled()
+        request = prepare_render(self, request)
         progress(ProgressEvent("encoding"))
         cond = self.encode_conditions(request)
         timings["encode_s"] = time.perf_counter() - t0

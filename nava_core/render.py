@@ -294,26 +294,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputFileError, RequestError, ValueError) as e:
         print(f"nava-render: {e}", file=sys.stderr)
         return 2
-    from nava_core.pipeline import NAVAPipeline
-
     progress = _TerminalProgress(args.quiet)
     try:
-        pipe = NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress)
-    except (FileNotFoundError, ValueError) as e:
+        engine = _load_engine(args, progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"nava-render: cannot load weights: {e}", file=sys.stderr)
         return 3
-    failures = 0
-    for i, req in enumerate(requests, 1):
-        if len(requests) > 1:
-            print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
-        try:
-            outs = render_to_files(pipe, req, args.out, progress=progress)
-        except (RequestError, ValueError, FileNotFoundError) as e:
-            failures += 1
-            print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
-            continue
-        print(outs.mp4 or outs.wav)
+    try:
+        failures = 0
+        for i, req in enumerate(requests, 1):
+            if len(requests) > 1:
+                print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
+            try:
+                outs = render_to_files(engine, req, args.out, progress=progress)
+            except (RequestError, ValueError, FileNotFoundError, RuntimeError) as e:
+                failures += 1
+                print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
+                continue
+            print(outs.mp4 or outs.wav)
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
     return 1 if failures else 0
+
+
+def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
+    """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
+    profile = args.memory_profile or "auto"
+    if args.gpus and args.gpus > 1:
+        from nava_core.parallel import GroupConfig, WorkerGroup
+
+        group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
+                                        precision=args.precision or "nava", memory_profile=profile))
+        group.start(wait=True)
+        return group
+    from nava_core.pipeline import NAVAPipeline
+
+    return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
+                                        precision=args.precision or "nava", memory_profile=profile)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -121,3 +121,16 @@ def test_help_documents_every_option():
     for opt in ("--weights", "--out", "--steps", "--seconds", "--frames", "--size", "--seed", "--video-guidance",
                 "--audio-guidance", "--video-align-guidance", "--audio-align-guidance", "--timbre-guidance", "--mode"):
         assert opt in out.stdout
+
+
+@pytest.mark.slow
+def test_gpus_flag_renders_through_the_ulysses_worker_group(tiny_weights, tmp_path):
+    req = RenderRequest(prompt="A dog barks twice in a yard.", width=160, height=96, seconds=0.5, steps=2)
+    f = tmp_path / "req.json"
+    f.write_text(req.to_json())
+    code = main([str(f), "--weights", str(tiny_weights), "--out", str(tmp_path / "o"), "--gpus", "2", "--device",
+                 "cpu", "-q"])
+    assert code == 0
+    mp4 = next((tmp_path / "o").glob("*.mp4"))
+    assert probe(mp4).frames == 13
+    assert RenderRequest.from_json(read_request(mp4)).gpus == 2

@@ -210,3 +210,15 @@ def test_weight_report_for_empty_and_tiny(tmp_path, tiny_weights):
         assert needle in text
     tiny = inspect_weights(tiny_weights)
     assert tiny.complete and tiny.is_tiny and not tiny.backbone_fp8
+
+
+def test_to_moves_every_component_and_keeps_rendering(tiny_weights):
+    from nava_core.pipeline import NAVAPipeline
+
+    pipe = NAVAPipeline.from_pretrained(tiny_weights, device="cpu")
+    assert pipe.memory_state.profile.name == "resident"
+    ref = pipe.denoise(_req(steps=2), pipe.encode_conditions(_req(steps=2)))
+    pipe.to("cpu")
+    assert pipe.device == torch.device("cpu") and pipe.audio_vae.device == torch.device("cpu")
+    again = pipe.denoise(_req(steps=2), pipe.encode_conditions(_req(steps=2)))
+    assert torch.equal(ref[1], again[1])
