@@ -145,13 +145,6 @@ def unpack_latents(x: torch.Tensor, channels: int = 8) -> torch.Tensor:
     return x.reshape(length, channels, feat // channels).permute(1, 0, 2).contiguous()
 
 
-def finalize_waveform(wave: torch.Tensor) -> torch.Tensor:
-    """The release's post-processing before export: clamp to +-0.99, then peak-normalise to 0.95."""
-    w = wave.float().clamp(-0.99, 0.99)
-    peak = w.abs().max()
-    return w * (0.95 / peak) if peak > 0 else w
-
-
 def resample_48k_to_16k(wave: torch.Tensor) -> torch.Tensor:
     """[C, N] 48 kHz -> [C, N//3] 16 kHz with an anti-aliasing windowed-sinc low-pass."""
     return lowpass_decimate(wave, 3)
@@ -300,5 +293,5 @@ def write_tiny_audio_vae(path: str | Path, seed: int = 0) -> Path:
 
 __all__ = [
     "AudioVAE", "AudioVAEError", "AudioVAEConfigs", "configs_from_metadata", "split_release_state_dict",
-    "pack_latents", "unpack_latents", "finalize_waveform", "resample_48k_to_16k", "write_tiny_audio_vae",
+    "pack_latents", "unpack_latents", "resample_48k_to_16k", "write_tiny_audio_vae",
 ]
