@@ -217,7 +217,9 @@ class VideoVAE:
     """DiT-space encode/decode around `AutoencoderKLWan`."""
 
     def __init__(self, model, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        if model.dtype != dtype:  # diffusers warns on any dtype cast, so only cast when needed
+            model = model.to(dtype=dtype)
+        self.model = model.to(device).eval().requires_grad_(False)
         self.device = torch.device(device)
         self.dtype = dtype
         z = model.config.z_dim
