@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
+
+from app.engine import MEMORY_PROFILES, PROFILE_ALIASES
 
 log = logging.getLogger(__name__)
 
@@ -15,15 +18,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=os.environ.get("NAVA_WEIGHTS"), metavar="PATH|tiny",
                    help="weights folder, or 'tiny' for the random-weight preview engine (default: the data folder's "
                         "weights/nava; the studio falls back to tiny, with a banner, when weights are missing)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 to expose on the network)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", 7860)), help="port to listen on")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="interface to listen on (0.0.0.0 to expose on the network; a Space sets GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or 7860),
+                   help="port to listen on (default GRADIO_SERVER_PORT, else PORT, else 7860)")
     p.add_argument("--auth", default=os.environ.get("NAVA_STUDIO_AUTH"), metavar="USER:PASSWORD",
                    help="require a login (or set NAVA_STUDIO_AUTH)")
     p.add_argument("--share", action="store_true", help="create a public gradio.live link (off by default)")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (MB)")
     p.add_argument("--gpus", type=int, default=1, help="GPUs for one render (sequence parallel; divides 24)")
-    p.add_argument("--memory-profile", default="auto", choices=["auto", "high", "balanced", "low"],
-                   help="how much to keep on the GPU")
+    p.add_argument("--memory-profile", default="auto", choices=[*MEMORY_PROFILES, *PROFILE_ALIASES],
+                   help="where the weights live during a render (auto picks from the detected GPU; "
+                        "high/balanced/low are the old names of resident/t5_offload/fp8)")
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
     p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
     return p
@@ -70,7 +76,19 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo, service = create_app(args)
+    from app.zerogpu import on_zerogpu
+
+    if on_zerogpu() and not service.engine.choice.is_tiny:
+        # ZeroGPU forks the GPU worker from this process: weights loaded on the CPU now are inherited
+        threading.Thread(target=_preload, args=(service,), name="nava-preload", daemon=True).start()
     try:
         demo.launch(**launch_kwargs(args, service))
     finally:
         service.close()
+
+
+def _preload(service) -> None:
+    try:
+        service.engine.pipeline()
+    except Exception:  # noqa: BLE001 - the first render reports the same error to the user
+        log.exception("loading the weights in the background failed")

@@ -24,7 +24,22 @@ from nava_core.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
-MEMORY_PROFILES: tuple[str, ...] = ("auto", "high", "balanced", "low")
+# The profile names of nava_core.memory.MEMORY_PROFILES, listed here because importing that module
+# imports torch (seconds) and the page must be served before any torch import; a test keeps the two
+# lists equal. "auto" picks from the detected GPU.
+ENGINE_PROFILES: tuple[str, ...] = ("resident", "t5_offload", "fp8", "group_offload")
+MEMORY_PROFILES: tuple[str, ...] = ("auto", *ENGINE_PROFILES)
+# The first studio's names, still accepted (`--memory-profile low`); nava_core.memory.ALIASES maps them.
+PROFILE_ALIASES: tuple[str, ...] = ("high", "balanced", "low")
+_ALIAS_TO_PROFILE = {"high": "resident", "balanced": "t5_offload", "low": "fp8"}
+
+
+def canonical_profile(name: str | None) -> str:
+    """'low' -> 'fp8' etc.; unknown or empty -> 'auto'."""
+    key = (name or "auto").strip().lower()
+    key = _ALIAS_TO_PROFILE.get(key, key)
+    return key if key in MEMORY_PROFILES else "auto"
+NUM_HEADS = 24  # NAVAConfig.release().num_heads: sequence parallel splits the heads, so N must divide it
 PRECISIONS: tuple[str, ...] = ("nava", "fp32")
 RELEASE_REPO = "ernie-research/NAVA"
 
@@ -64,6 +79,7 @@ class WeightStatus:
     missing: list[str] = field(default_factory=list)
     summary: str = ""
     is_tiny: bool = False
+    missing_components: tuple[str, ...] = ()
 
 
 def weight_status(folder: str | Path) -> WeightStatus:
@@ -79,7 +95,40 @@ def weight_status(folder: str | Path) -> WeightStatus:
         return WeightStatus(str(folder), False, [], [f"cannot inspect {folder}: {e}"], f"cannot inspect {folder}: {e}")
     missing = [f"{m.spec.description} ({m.spec.path})" for m in report.missing]
     return WeightStatus(str(folder), bool(report.complete), report.to_rows(), missing, report.summary(),
-                        bool(getattr(report, "is_tiny", False)))
+                        bool(getattr(report, "is_tiny", False)), tuple(m.spec.component for m in report.missing))
+
+
+def download_size_text() -> str:
+    """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
+    try:
+        sets = _module("nava_core.weights.sets")
+    except EngineUnavailable:
+        return "tens of GB"
+    files = sets.RELEASE_LAYOUT.files
+    default = sum(f.approx_bytes for f in files)  # download_weights' default: bf16/fp32 backbone, no fp8 file
+    backbone = sets.RELEASE_LAYOUT.file_for("backbone").approx_bytes
+    fp8 = backbone / 4  # the fp8 file stores ~1 byte per parameter where the master file stores 4
+    return f"about {default / 1e9:.0f} GB (about {(default + fp8) / 1e9:.0f} GB with the optional fp8 backbone)"
+
+
+def download_speaker_encoder(progress: Callable[[str, float], None] | None = None) -> Path:
+    """Fetch the ReDimNet checkpoint into the torch.hub cache, where every weights folder finds it."""
+    sets = _module("nava_core.weights.sets")
+    import os
+
+    home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
+    return sets.download_speaker_encoder(home / "hub" / "checkpoints" / sets.REDIMNET_FILE, progress)
+
+
+def hub_snapshot_folder() -> Path | None:
+    """The release's snapshot in the local Hugging Face cache (a Space's `preload_from_hub`), if any."""
+    try:
+        sets = _module("nava_core.weights.sets")
+        snap = sets.hub_snapshot()
+    except Exception as e:  # noqa: BLE001 - no snapshot is the common case
+        log.debug("no Hub snapshot: %s", e)
+        return None
+    return Path(snap) if snap else None
 
 
 def download_weights(folder: str | Path, progress: Callable[[str, float], None] | None = None) -> WeightStatus:
@@ -100,14 +149,22 @@ class WeightChoice:
     kind: str  # "release" | "tiny"
     folder: str  # "tiny" or a path
     reason: str
+    suggested: str = ""  # the folder the Model tab should offer (e.g. a Hub snapshot lacking one file)
+    needs_speaker_encoder: bool = False  # `suggested` lacks only the ReDimNet checkpoint
 
     @property
     def is_tiny(self) -> bool:
         return self.kind == "tiny"
 
 
-def choose_weights(arg: str | None, default_folder: Path) -> WeightChoice:
-    """`--weights tiny` -> tiny; a complete folder -> release; anything missing -> tiny with the reason."""
+def choose_weights(arg: str | None, default_folder: Path,
+                   hub_lookup: Callable[[], Path | None] = hub_snapshot_folder) -> WeightChoice:
+    """`--weights tiny` -> tiny; a complete folder -> release; anything missing -> tiny with the reason.
+
+    Without `--weights`: the user's folder if complete, else the release's Hub snapshot (a Space's
+    preload) if complete; a snapshot that lacks only the ReDimNet checkpoint is remembered so the
+    Model tab can offer to fetch it.
+    """
     if arg == "tiny":
         return WeightChoice("tiny", "tiny", "started with --weights tiny")
     folder = Path(arg).expanduser() if arg else default_folder
@@ -115,7 +172,20 @@ def choose_weights(arg: str | None, default_folder: Path) -> WeightChoice:
     if status.complete:
         return WeightChoice("release", str(folder), f"release weights in {folder}")
     what = f"missing: {', '.join(status.missing[:4])}" if status.missing else "the folder is empty or absent"
-    return WeightChoice("tiny", "tiny", f"no complete NAVA weights in {folder} ({what})")
+    reason = f"no complete NAVA weights in {folder} ({what})"
+    if arg:
+        return WeightChoice("tiny", "tiny", reason)
+    snap = hub_lookup()
+    if snap is None:
+        return WeightChoice("tiny", "tiny", reason)
+    snap_status = weight_status(snap)
+    if snap_status.complete:
+        return WeightChoice("release", str(snap), f"release weights from the Hugging Face cache ({snap})")
+    if snap_status.missing_components == ("speaker_encoder",):
+        return WeightChoice("tiny", "tiny", f"the Hub snapshot at {snap} lacks only the ReDimNet speaker encoder "
+                            "(not part of the Hub repo): press *Download speaker encoder* on the Model tab",
+                            suggested=str(snap), needs_speaker_encoder=True)
+    return WeightChoice("tiny", "tiny", f"{reason}; the Hub snapshot at {snap} is incomplete too", suggested=str(snap))
 
 
 def tiny_banner(choice: WeightChoice) -> str:
@@ -156,22 +226,37 @@ def detect_gpus(use_engine: bool = False) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def memory_estimate(request: RenderRequest) -> str:
-    """A one-line VRAM/time estimate from the engine's memory module, or '' when it is not there."""
+def valid_gpu_counts(available: int | None = None) -> list[int]:
+    """GPU counts a render may use: divisors of the head count up to the GPUs present (nvidia-smi, no torch).
+
+    The same rule as `nava_core.parallel.valid_gpu_counts` (a test checks they agree).
+    """
+    n = len(detect_gpus()) if available is None else available
+    return [k for k in range(1, max(1, n) + 1) if NUM_HEADS % k == 0]
+
+
+def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: int | None = None) -> str:
+    """Peak VRAM, s/step and total time from `nava_core.memory.estimate`, labelled as an estimate;
+    '' when that module or function is not there (imports torch: call it only off the startup path)."""
     try:
         memory = importlib.import_module("nava_core.memory")
     except ImportError:
         return ""
-    fn = getattr(memory, "estimate", None) or getattr(memory, "estimate_request", None)
+    fn = getattr(memory, "estimate", None)
     if fn is None:
         return ""
     try:
-        est = fn(request)
+        est = fn(request, profile=profile, gpus=gpus)
     except Exception as e:  # noqa: BLE001 - an estimate is advisory
         log.debug("memory estimate failed: %s", e)
         return ""
-    describe = getattr(est, "describe", None)
-    return describe() if callable(describe) else str(est)
+    try:
+        return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
+                f"~{est.seconds_per_step:.1f} s/step, ~{est.total_seconds / 60:.1f} min in total "
+                f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
+    except AttributeError:
+        describe = getattr(est, "describe", None)
+        return "Estimate: " + (describe() if callable(describe) else str(est))
 
 
 # ---- voices --------------------------------------------------------------------------------------
@@ -242,13 +327,18 @@ class Engine:
     """A lazily loaded NAVAPipeline plus `render_to_files`; one load shared by every render."""
 
     def __init__(self, choice: WeightChoice, memory_profile: str = "auto", precision: str | None = None,
-                 gpus: int = 1) -> None:
+                 gpus: int = 1, gpu_lock: threading.RLock | None = None) -> None:
         self.choice = choice
         self.memory_profile = memory_profile
         self.precision = precision
         self.gpus = gpus
         self._pipe: Any = None
         self._lock = threading.Lock()
+        # held for a whole render; shared with the Batch tab through StudioService.gpu_lock
+        self.gpu_lock = gpu_lock if gpu_lock is not None else threading.RLock()
+        # On a ZeroGPU Space the GPU exists only inside spaces.GPU calls; elsewhere this is the identity.
+        from app.zerogpu import gpu_duration, wrap_for_zerogpu
+        self.render = wrap_for_zerogpu(self.render, gpu_duration)
 
     @property
     def label(self) -> str:
@@ -271,6 +361,10 @@ class Engine:
                 kwargs: dict[str, Any] = {"memory_profile": self.memory_profile, "progress": progress}
                 if self.precision:
                     kwargs["precision"] = self.precision
+                from app.zerogpu import on_zerogpu
+
+                if on_zerogpu():  # load on the CPU; the wrapped render moves the weights to the GPU
+                    kwargs["device"] = "cpu"
                 self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
                 log.info("engine loaded (%s) in %.1f s", self.label, time.perf_counter() - t0)
             return self._pipe
@@ -281,10 +375,19 @@ class Engine:
 
     def render(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None = None,
                cancel: CancelToken | None = None) -> RenderFiles:
-        """Render one request into `out_dir` (a fresh folder); raises RenderCancelled on cancel."""
+        """Render one request into `out_dir` (a fresh folder); raises RenderCancelled on cancel.
+
+        Holds `gpu_lock` for the whole render, so nothing else uses the GPU meanwhile.
+        """
+        with self.gpu_lock:
+            return self._render_locked(request, out_dir, progress, cancel)
+
+    def _render_locked(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None,
+                       cancel: CancelToken | None) -> RenderFiles:
         render = _module("nava_core.render")
         t0 = time.perf_counter()
         pipe = self.pipeline(progress)
+        _onto_gpu(pipe)
         t_load = time.perf_counter() - t0
         if cancel is not None:
             cancel.raise_if_cancelled()
@@ -301,6 +404,23 @@ class Engine:
             mp4=_opt_path(getattr(outs, "mp4", None)), wav=_opt_path(getattr(outs, "wav", None)),
             srt=_opt_path(getattr(outs, "srt", None)), request_json=str(req_path), timings=timings,
         )
+
+
+def _onto_gpu(pipe: Any) -> None:
+    """On a Space the weights are loaded on the CPU at start; inside the (ZeroGPU) render call the GPU
+    exists, so move them there. A no-op without CUDA, when already there, or before
+    `NAVAPipeline.to` exists."""
+    if not hasattr(pipe, "to"):
+        return
+    import torch  # only reached inside a render, long after the page is served
+
+    if not torch.cuda.is_available():
+        return
+    device = getattr(pipe, "device", None)
+    if device is not None and str(device).startswith("cuda"):
+        return
+    log.info("moving the pipeline to cuda")
+    pipe.to("cuda")
 
 
 def _opt_path(p: Any) -> str | None:

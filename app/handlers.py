@@ -68,22 +68,31 @@ def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
         compiled, findings = service.compile(state)
     except (pb.SchemaError, ValueError, TypeError) as e:
         msg = f'<div class="nava-lint nava-lint-error">⛔ {html.escape(str(e))}</div>'
-        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", ""]
+        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", "", ""]
     blocks = lint_markdown(findings)
     values = values_dict(vals[: len(B.FORM_KEYS)])
     prompt_update = gr.update() if compiled.manual else gr.update(value=compiled.text)
     note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
     binding = voice_binding(compiled, state)
-    estimate = ""
-    if service.engine.choice.is_tiny:
-        estimate = ("Preview engine: renders run at preview size on the CPU; the GPU memory estimate appears "
-                    "once real weights are in use (Model tab).")
-    else:
-        try:
-            estimate = E.memory_estimate(service.build_request(state))
-        except StudioError:
-            pass
-    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
+    estimate = request_estimate(service, state)
+    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate, estimate]
+
+
+def request_estimate(service: StudioService, state: dict[str, Any]) -> str:
+    """VRAM and time the builder's request needs on the release model, labelled as an estimate.
+
+    With the tiny engine the render itself runs at preview size on the CPU; the estimate still
+    describes the full-size request on the release model, so a creator can plan the real render.
+    """
+    try:
+        request = B.request_from_state(state)
+    except (RequestError, ValueError, TypeError):
+        return ""
+    engine = service.engine
+    text = E.memory_estimate(request, profile=E.canonical_profile(engine.memory_profile), gpus=engine.gpus)
+    if text and engine.choice.is_tiny:
+        text += " This is for the release model; the preview engine renders at preview size on the CPU."
+    return text
 
 
 def voice_binding(compiled: B.Compiled, state: dict[str, Any]) -> str:
@@ -157,11 +166,25 @@ def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[li
 
 
 def api_render(service: StudioService, request_json: str) -> str:
-    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out."""
+    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out.
+
+    Every field and every voice/image file is checked (nava_core.validation) before anything is
+    queued, so a refused request never reaches the queue or the history.
+    """
+    from nava_core.validation import InputError, check_request_dict
+
+    data: Any = request_json
+    if isinstance(request_json, str) and len(request_json) <= MAX_REQUEST_JSON_CHARS:
+        try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
+            data = json.loads(request_json)
+        except json.JSONDecodeError:
+            pass  # check_request_dict says where the syntax error is
     try:
-        request = RenderRequest.from_json(request_json)
+        request = check_request_dict(data, check_files=True)
+    except InputError as e:
+        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     except (RequestError, ValueError) as e:
-        raise gr.Error(f"invalid render request: {e}") from e
+        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     try:
         job = service.render_blocking(request)
     except StudioError as e:
@@ -171,11 +194,47 @@ def api_render(service: StudioService, request_json: str) -> str:
     return job.outputs.get("mp4") or job.outputs["wav"]
 
 
+MAX_PROJECT_JSON_CHARS = 200_000
+MAX_REQUEST_JSON_CHARS = 16 * 1024 * 1024  # larger JSON is refused unparsed
+MAX_PROJECT_FIELD_CHARS = 20_000
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _check_project_texts(value: Any, where: str = "project") -> None:
+    """Every string in the project (scene, lines, cast, ...) passes check_text: no NUL/control characters."""
+    from nava_core.validation import check_text
+
+    if isinstance(value, str):
+        check_text(value, MAX_PROJECT_FIELD_CHARS, where, allow_empty=True)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_project_texts(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_project_texts(v, f"{where}[{i}]")
+
+
 def _project_from_text(project_json: str) -> pb.Project:
+    """Parse /lint and /compile input, refusing control characters and over-long text first."""
+    from nava_core.validation import InputError, check_text
+
     try:
-        return pb.Project.from_json(project_json)
+        text = check_text(project_json, MAX_PROJECT_JSON_CHARS, "project JSON")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None  # Project.from_json reports the syntax error below
+        if data is not None:
+            _check_project_texts(data)
+    except InputError as e:
+        raise gr.Error(f"invalid project: {_one_line(e)}") from e
+    try:
+        return pb.Project.from_json(text)
     except (pb.SchemaError, ValueError) as e:
-        raise gr.Error(f"invalid project: {e}") from e
+        raise gr.Error(f"invalid project: {_one_line(e)}") from e
 
 
 def api_lint(project_json: str) -> str:

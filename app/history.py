@@ -116,14 +116,20 @@ class HistoryStore:
             rows = con.execute("SELECT * FROM renders ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
         return [_entry(r) for r in rows]
 
-    def mark_interrupted(self) -> int:
-        """Renders left queued/running by a previous process did not finish: say so instead of hiding it."""
+    def mark_interrupted(self, render_id: str | None = None, reason: str | None = None) -> int:
+        """Renders left queued/running by a previous process did not finish: say so instead of hiding it.
+
+        Without `render_id` every unfinished row is marked (a store used without a durable queue).
+        """
+        error = "the studio stopped before this render finished; use 'reuse settings' to render it again"
+        if reason:
+            error = f"{reason} (use 'reuse settings' to render it again)"
+        sql = "UPDATE renders SET status = 'interrupted', updated = ?, error = ? WHERE status IN ('queued', 'running')"
+        args: tuple[Any, ...] = (time.time(), error)
+        if render_id is not None:
+            sql, args = sql + " AND id = ?", (*args, render_id)
         with self._lock, self._connect() as con:
-            cur = con.execute(
-                "UPDATE renders SET status = 'interrupted', updated = ?, error = ? WHERE status IN ('queued', 'running')",
-                (time.time(), "the studio stopped before this render finished; use 'reuse settings' to render it again"),
-            )
-            n = cur.rowcount
+            n = con.execute(sql, args).rowcount
         if n:
             log.info("marked %d unfinished render(s) from a previous run as interrupted", n)
         return n

@@ -17,6 +17,7 @@ from nava_core.request import MAX_SEED, MAX_STEPS
 from app import builder as B
 from app import engine as E
 from app import handlers as H
+from app.batch_tab import build_batch_tab
 from app.model_tab import build_model_tab
 from app.service import VOICE_EXTS, StudioError, StudioService
 
@@ -47,18 +48,20 @@ def build_ui(service: StudioService) -> gr.Blocks:
             if True:
                 for i, beat in enumerate(beat_list):
                     with gr.Row(key=f"beat-{i}", equal_height=True):
-                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=80,
-                                           scale=1, key=f"kind-{i}")
-                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=80,
-                                          scale=1, allow_custom_value=True, key=f"spk-{i}",
+                        # wide enough to read the value and the arrow ("normal", "action") at any page width
+                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=120,
+                                           scale=0, key=f"kind-{i}", elem_classes=["nava-beat-kind"])
+                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=100,
+                                          scale=0, allow_custom_value=True, key=f"spk-{i}",
                                           visible=beat.get("kind") == "line")
                         text = gr.Textbox(value=beat.get("text", ""), label=f"{i + 1}. text", scale=5, key=f"text-{i}")
                         emo = gr.Textbox(value=beat.get("delivery", {}).get("emotion", ""), label="delivery", scale=2,
                                          key=f"emo-{i}")
                         rate = gr.Dropdown(list(RATES), value=beat.get("delivery", {}).get("rate", "normal"), label="rate",
-                                           min_width=80, scale=1, key=f"rate-{i}")
-                        up = gr.Button("↑", size="sm", min_width=30, scale=0, key=f"up-{i}")
-                        rm = gr.Button("✕", size="sm", min_width=30, scale=0, key=f"rm-{i}")
+                                           min_width=130, scale=0, key=f"rate-{i}", elem_classes=["nava-beat-rate"])
+                        with gr.Column(scale=0, min_width=40):
+                            up = gr.Button("↑", size="sm", min_width=36, key=f"up-{i}")
+                            rm = gr.Button("✕", size="sm", min_width=36, key=f"rm-{i}")
 
                     def _set(field: str, sub: str | None = None, idx: int = i):
                         def fn(value: Any, bl: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,9 +101,11 @@ def build_ui(service: StudioService) -> gr.Blocks:
                         name = gr.Textbox(value=member.get("name", ""), label="name", scale=1, key=f"cname-{i}")
                         desc = gr.Textbox(value=member.get("voice", ""), label="voice description", scale=2,
                                           key=f"cdesc-{i}")
-                        with gr.Column(scale=3, min_width=220):
+                        with gr.Column(scale=3, min_width=280):
+                            # tall enough for the drop zone's three lines ("Drop File Here - or - Click to Upload")
                             drop = gr.File(label=f"voice of {member['id']} (any audio format)", type="filepath",
-                                           file_types=sorted(VOICE_EXTS), height=130, key=f"cdrop-{i}")
+                                           file_types=sorted(VOICE_EXTS), height=180, key=f"cdrop-{i}",
+                                           elem_classes=["nava-voice-drop"])
                             preview, note = service.voice_preview(member.get("voice_file") or "")
                             player = gr.Audio(value=preview, label="reference voice", interactive=False,
                                               visible=bool(preview), key=f"cplay-{i}")
@@ -141,9 +146,15 @@ def build_ui(service: StudioService) -> gr.Blocks:
         with gr.Tabs():
             # ============================== Studio ==============================
             with gr.Tab("Studio", id="studio"):
-                with gr.Row():
-                    preset = gr.Dropdown(H.preset_choices(), value=H.BUILTIN_PRESET, label="Preset", scale=3)
+                with gr.Row(equal_height=True):
+                    preset = gr.Dropdown(H.preset_choices(), value=H.BUILTIN_PRESET, label="Preset", scale=3,
+                                         elem_id="preset")
                     load_preset_btn = gr.Button("Load preset", scale=1, elem_id="load-preset")
+                    export_btn = gr.Button("Export project (.nava.zip)", scale=1, elem_id="export-bundle")
+                    import_file = gr.UploadButton("Import project (.nava.zip)", file_types=[".zip"], scale=1,
+                                                  elem_id="import-bundle")
+                bundle_file = gr.File(label="Exported project bundle", interactive=False, visible=False,
+                                      elem_id="bundle-file")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=3):
                         with gr.Row():
@@ -264,9 +275,14 @@ def build_ui(service: StudioService) -> gr.Blocks:
                 hist_video = gr.Video(label="Selected render", interactive=False)
                 hist_request = gr.Code(label="Request", language="json")
 
+            # ============================== Batch ==============================
+            with gr.Tab("Batch", id="batch"):
+                batch_runner = build_batch_tab(service)
+                service.attach_batch(batch_runner)  # closed with the service; switch_weights waits for it
+
             # ============================== Model ==============================
             with gr.Tab("Model", id="model"):
-                build_model_tab(service, banner)
+                model_estimate = build_model_tab(service, banner)
 
         # ---------------- hidden API endpoints (typed str inputs) ----------------
         with gr.Row(visible=False):
@@ -290,7 +306,8 @@ def build_ui(service: StudioService) -> gr.Blocks:
         all_inputs = form_list + [beats, cast]
 
         # ---------------- builder events ----------------
-        compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate]
+        compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate,
+                           model_estimate]
         recompile = dict(fn=lambda *v: H.compile_outputs(service, list(v)), inputs=all_inputs, outputs=compile_outputs,
                          show_progress="hidden", trigger_mode="always_last")
         for k, comp in form.items():
@@ -350,6 +367,28 @@ def build_ui(service: StudioService) -> gr.Blocks:
             return [*H.form_updates(state), r + 1]
 
         load_preset_btn.click(_load_preset, [preset, rev], [*form_list, beats, cast, rev])
+
+        def _export(*v: Any):
+            try:
+                path = service.export_bundle(H.state_of(list(v)))
+            except StudioError as e:
+                gr.Warning(str(e))
+                return gr.update()
+            return gr.update(value=path, visible=True)
+
+        export_btn.click(_export, all_inputs, bundle_file, api_visibility="private")
+
+        def _import(upload: Any, r: int):
+            path = getattr(upload, "name", upload)
+            try:
+                state = service.import_bundle(path)
+            except StudioError as e:
+                gr.Warning(str(e))
+                return [gr.update()] * (len(form_list) + 2) + [r]
+            gr.Info("Project imported.")
+            return [*H.form_updates(state), r + 1]
+
+        import_file.upload(_import, [import_file, rev], [*form_list, beats, cast, rev], api_visibility="private")
 
         # ---------------- render ----------------
         def _render(data: dict[Any, Any], request: gr.Request):

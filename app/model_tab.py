@@ -1,4 +1,5 @@
-"""The Model tab: which weights are in use and what is missing, download, folder, memory and GPUs."""
+"""The Model tab: which weights are in use and what is missing, download, folder, memory profile, GPUs
+and the estimate for the request in the builder."""
 
 from __future__ import annotations
 
@@ -19,64 +20,81 @@ def engine_summary(service: StudioService) -> str:
     lines = [
         f"**In use:** {service.engine.label}" + (" — outputs are from random weights" if choice.is_tiny else ""),
         f"**Why:** {choice.reason}",
-        f"**Memory profile:** {service.engine.memory_profile} · **precision:** {service.engine.precision or 'nava'} · "
-        f"**GPUs used:** {service.engine.gpus}",
+        f"**Memory profile:** {E.canonical_profile(service.engine.memory_profile)} · "
+        f"**precision:** {service.engine.precision or 'nava'} · **GPUs used:** {service.engine.gpus}",
         f"**Detected GPUs:** {', '.join(gpus) if gpus else 'none (CPU only: only the tiny preview engine is practical)'}",
     ]
     return "\n\n".join(lines)
 
 
-def folder_report(folder: str) -> tuple[str, list[list[str]]]:
+def folder_report(folder: str) -> tuple[str, list[list[str]], Any]:
+    """(report text, file rows, visibility of the speaker-encoder button) for one weights folder."""
     status = E.weight_status(folder)
     head = "✅ complete" if status.complete else "⚠️ incomplete"
     text = f"{head}: `{status.folder}`\n\n```\n{status.summary}\n```"
-    if not status.complete:
-        text += (f"\n\nTo get the weights: press **Download weights** (about 30 GB from huggingface.co/{E.RELEASE_REPO}),"
-                 " or copy a downloaded folder here and press **Use this folder**.")
-    return text, status.rows
+    only_speaker = status.missing_components == ("speaker_encoder",)
+    if only_speaker:
+        text += ("\n\nOnly the **ReDimNet speaker encoder** is missing (it is not part of the Hub repo). Press "
+                 "**Download speaker encoder** (~50 MB from its GitHub release), then **Use this folder**.")
+    elif not status.complete:
+        text += (f"\n\nTo get the weights: press **Download weights** ({E.download_size_text()} from "
+                 f"huggingface.co/{E.RELEASE_REPO}; resumable), or copy a downloaded folder here and press "
+                 "**Use this folder**.")
+    return text, status.rows, gr.update(visible=only_speaker)
 
 
-def build_model_tab(service: StudioService, banner: gr.Markdown) -> None:
+def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
+    """Build the tab; returns the estimate box the builder keeps up to date."""
     summary = gr.Markdown(engine_summary(service), elem_id="model-summary")
-    default_folder = service.engine.choice.folder if not service.engine.choice.is_tiny else str(service.paths.weights)
+    choice = service.engine.choice
+    default_folder = choice.folder if not choice.is_tiny else (choice.suggested or str(service.paths.weights))
     folder = gr.Textbox(value=default_folder, label="Weights folder")
     with gr.Row():
         inspect_btn = gr.Button("Inspect folder")
         use_btn = gr.Button("Use this folder", variant="primary")
         tiny_btn = gr.Button("Use tiny preview weights")
         download_btn = gr.Button("Download weights")
-    report_md, rows = folder_report(default_folder)
+        speaker_btn = gr.Button("Download speaker encoder", visible=False, elem_id="download-speaker")
+    report_md, rows, speaker_vis = folder_report(default_folder)
+    speaker_btn.visible = speaker_vis["visible"]
     report = gr.Markdown(report_md)
     table = gr.Dataframe(value=rows, headers=["component", "status", "path", "size"], interactive=False,
                          label="Weight files")
+    gpu_choices = E.valid_gpu_counts()
     with gr.Row():
-        profile = gr.Dropdown(list(E.MEMORY_PROFILES), value=service.engine.memory_profile, label="Memory profile",
-                              info="auto picks from the detected GPU; low offloads more to fit smaller GPUs")
+        profile = gr.Dropdown(list(E.MEMORY_PROFILES), value=E.canonical_profile(service.engine.memory_profile),
+                              label="Memory profile", elem_id="memory-profile",
+                              info="auto picks from the detected GPU; resident > t5_offload > fp8 > group_offload "
+                                   "need less GPU memory in that order (README: Memory profiles)")
+        gpus = gr.Dropdown(gpu_choices, value=service.engine.gpus if service.engine.gpus in gpu_choices else 1,
+                           label="GPUs per render", elem_id="gpu-count",
+                           info="counts that divide NAVA's 24 attention heads, up to the GPUs detected")
         precision = gr.Radio(list(E.PRECISIONS), value=service.engine.precision or "nava", label="Precision",
                              info="nava = the release's mixed precision; fp32 = slower reference")
         apply_btn = gr.Button("Apply")
+    estimate = gr.Markdown(elem_id="model-estimate")
 
-    inspect_btn.click(folder_report, folder, [report, table], api_visibility="private")
+    inspect_btn.click(folder_report, folder, [report, table, speaker_btn], api_visibility="private")
 
-    def _use(arg: str, prof: str, prec: str) -> tuple[Any, ...]:
+    def _use(arg: str, prof: str, n: int, prec: str) -> tuple[Any, ...]:
         try:
-            choice = service.switch_weights(arg, prof, prec)
+            choice = service.switch_weights(arg, prof, prec, gpus=int(n or 1))
         except StudioError as e:
             gr.Warning(str(e))
-            return gr.update(), gr.update(), gr.update(), gr.update()
+            return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         if choice.is_tiny and arg != "tiny":
             gr.Warning(f"That folder is not a complete weight set; using the tiny preview weights ({choice.reason}).")
-        text, rows = folder_report(arg if arg != "tiny" else str(service.paths.weights))
-        return (engine_summary(service), text, rows,
+        text, rows, vis = folder_report(arg if arg != "tiny" else str(service.paths.weights))
+        return (engine_summary(service), text, rows, vis,
                 gr.update(value=E.tiny_banner(choice), visible=choice.is_tiny))
 
-    use_btn.click(_use, [folder, profile, precision], [summary, report, table, banner], api_visibility="private")
-    tiny_btn.click(lambda p, q: _use("tiny", p, q), [profile, precision], [summary, report, table, banner],
-                   api_visibility="private")
-    apply_btn.click(lambda p, q: _use(service.engine.choice.folder, p, q)[:1] + (gr.update(),) * 3,
-                    [profile, precision], [summary, report, table, banner], api_visibility="private")
+    outs = [summary, report, table, speaker_btn, banner]
+    use_btn.click(_use, [folder, profile, gpus, precision], outs, api_visibility="private")
+    tiny_btn.click(lambda p, n, q: _use("tiny", p, n, q), [profile, gpus, precision], outs, api_visibility="private")
+    apply_btn.click(lambda p, n, q: _use(service.engine.choice.folder, p, n, q)[:1] + (gr.update(),) * 4,
+                    [profile, gpus, precision], outs, api_visibility="private")
 
-    def _download(arg: str, progress: gr.Progress = gr.Progress()) -> tuple[str, list[list[str]]]:
+    def _download(arg: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         def cb(message: str, fraction: float) -> None:
             progress(fraction, desc=message)
 
@@ -86,4 +104,14 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> None:
             raise gr.Error(str(e)) from e
         return folder_report(arg)
 
-    download_btn.click(_download, folder, [report, table], api_visibility="private")
+    def _download_speaker(arg: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        try:
+            path = E.download_speaker_encoder(lambda m, f: progress(f, desc=m))
+        except Exception as e:  # noqa: BLE001
+            raise gr.Error(str(e)) from e
+        gr.Info(f"Speaker encoder saved to {path}; press 'Use this folder' to render with these weights.")
+        return folder_report(arg)
+
+    download_btn.click(_download, folder, [report, table, speaker_btn], api_visibility="private")
+    speaker_btn.click(_download_speaker, folder, [report, table, speaker_btn], api_visibility="private")
+    return estimate

@@ -47,6 +47,11 @@ class StudioPaths:
         return self.home / "history.sqlite"
 
     @property
+    def render_queue_db(self) -> Path:
+        """The durable queue of single renders (resumed on restart)."""
+        return self.home / "queue.sqlite"
+
+    @property
     def weights(self) -> Path:
         """Default folder for the release weights when `--weights` is not given."""
         return self.home / "weights" / "nava"

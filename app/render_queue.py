@@ -1,9 +1,16 @@
-"""The studio's render queue: one GPU job at a time, the others wait and can see their position.
+"""The studio's render queue: durable, one GPU job at a time, the others wait and can see their position.
+
+Why durable: "nothing lost on restart". Every single render is a row in a `nava_core.jobs.JobQueue`
+(SQLite, WAL) in the studio's data folder, written before the click returns, so a crash or a restart
+resumes the queued renders in order; `run_one` renders into a temporary folder and renames it into
+place before marking the job done, so a render is never half-written under its final name and a
+finished render interrupted before its bookkeeping is adopted as done, not rendered again.
 
 Gradio's own queue decides which *events* run; this queue decides which *render* owns the GPU, so a
-browser click, an API call and a second tab all line up in one FIFO. Each job carries a CancelToken
-the pipeline checks before every denoising step, so cancel stops at the next step. A cancel of a job
-that has not started yet removes it without touching the GPU.
+browser click, an API call and a second tab all line up in one FIFO. The in-memory `RenderJob` next to
+each row carries what cannot be stored: the live progress event, the CancelToken and the done event
+the page waits on. A cancel of a running job stops it at the next denoising step (the pipeline checks
+the token before each step); a cancel of a queued job drops it without touching the GPU.
 """
 
 from __future__ import annotations
@@ -12,26 +19,29 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
-from nava_core.progress import CancelToken, ProgressEvent, RenderCancelled
+from nava_core.jobs import Job, JobQueue, run_one
+from nava_core.progress import CancelToken, ProgressEvent
 from nava_core.request import RenderRequest
-
-from app.errors import explain
 
 log = logging.getLogger(__name__)
 
 FINISHED = ("done", "failed", "cancelled")
+SINGLE_BATCH = "single"  # batch id of the studio's single renders in the queue file
 
 
 @dataclass
 class RenderJob:
+    """One render as the page sees it; `id` is the history id, `qid` the queue row."""
+
     request: RenderRequest
     builder: dict[str, Any] | None = None
     owner: str = ""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    qid: int = 0
     status: str = "queued"  # queued | running | done | failed | cancelled
     event: ProgressEvent | None = None
     outputs: dict[str, str] = field(default_factory=dict)
@@ -48,40 +58,58 @@ class RenderJob:
         return self.status == "done"
 
 
-Runner = Callable[[RenderJob, Callable[[ProgressEvent], None]], dict[str, Any]]
+# runner(job, out_dir, progress, cancel) -> {"outputs": {name: file inside out_dir}, "timings": {...}};
+# it must raise RenderCancelled when `cancel` (or `job.cancel`) is set.
+Runner = Callable[[RenderJob, Path, Callable[[ProgressEvent], None], CancelToken], dict[str, Any]]
 
 
 class RenderQueue:
-    """FIFO of RenderJobs served by one worker thread.
+    """A JobQueue file of single renders served by one worker thread.
 
-    `runner(job, progress)` does the work and returns {"outputs": {...}, "timings": {...}}; it must
-    raise RenderCancelled when `job.cancel` is set. `on_change(job)` is called on every state change
-    (the history store listens to it).
+    `on_change(job)` is called on every state change (the history store listens to it). `explain`
+    turns a runner's exception text into the message the page shows.
     """
 
-    def __init__(self, runner: Runner, on_change: Callable[[RenderJob], None] | None = None) -> None:
+    def __init__(self, db_path: str | Path, out_root: str | Path, runner: Runner,
+                 on_change: Callable[[RenderJob], None] | None = None,
+                 explain: Callable[[BaseException], str] | None = None, poll_s: float = 0.25,
+                 start: bool = True) -> None:
         self._runner = runner
         self._on_change = on_change or (lambda job: None)
+        self._explain = explain or (lambda e: f"{type(e).__name__}: {e}")
+        self.out_root = Path(out_root)
+        self.out_root.mkdir(parents=True, exist_ok=True)
+        self.db = JobQueue(db_path)
         self._lock = threading.Condition()
-        self._waiting: deque[RenderJob] = deque()
         self._jobs: dict[str, RenderJob] = {}
         self._current: RenderJob | None = None
         self._stopped = False
+        self._poll_s = poll_s
+        self.recovered = self.db.recover(out_root=self.out_root)
+        for row in self.db.list(batch_id=SINGLE_BATCH, states=("queued",)):
+            self._jobs[row.label] = RenderJob(request=row.request, id=row.label, qid=row.id, created=row.created_at)
         self._thread = threading.Thread(target=self._work, name="nava-render-worker", daemon=True)
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the worker (separately, so a caller can reconcile its records with the file first)."""
+        if not self._thread.is_alive():
+            self._thread.start()
 
     # ---- public API --------------------------------------------------------------------------
 
     def submit(self, request: RenderRequest, builder: dict[str, Any] | None = None, owner: str = "",
                job_id: str | None = None) -> RenderJob:
+        """Write the job to the queue file (durable from here on) and wake the worker."""
         job = RenderJob(request=request, builder=builder, owner=owner)
         if job_id:
             job.id = job_id
         with self._lock:
             if self._stopped:
                 raise RuntimeError("the render queue is shut down")
+            job.qid = self.db.enqueue(request, batch_id=SINGLE_BATCH, label=job.id)
             self._jobs[job.id] = job
-            self._waiting.append(job)
             self._lock.notify_all()
         self._notify(job)
         return job
@@ -90,13 +118,20 @@ class RenderQueue:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def resumed(self) -> list[RenderJob]:
+        """Jobs queued by a previous run of the studio that this one will render."""
+        with self._lock:
+            return [j for j in self._jobs.values() if j.status == "queued"]
+
     def jobs_ahead(self, job_id: str) -> int:
         """How many renders run before this one starts (the running one included)."""
-        with self._lock:
-            for i, j in enumerate(self._waiting):
-                if j.id == job_id:
-                    return i + (1 if self._current is not None else 0)
+        job = self.get(job_id)
+        if job is None or job.status != "queued":
             return 0
+        pos = self.db.position(job.qid)
+        if not pos:
+            return 0
+        return pos - 1 + (1 if self._current is not None else 0)
 
     def cancel(self, job_id: str) -> bool:
         """Stop a job: a waiting one is dropped at once, a running one at its next denoising step."""
@@ -105,9 +140,9 @@ class RenderQueue:
             if job is None or job.status in FINISHED:
                 return False
             job.cancel.cancel()
-            if job.status == "queued":
-                self._waiting.remove(job)
-                self._finish(job, "cancelled", error="cancelled before it started")
+            if job.status == "queued" and self.db.cancel(job.qid):
+                if self.db.get(job.qid).state == "cancelled":
+                    self._finish(job, "cancelled", error="cancelled before it started")
                 return True
         log.info("cancel requested for running render %s", job_id)
         return True
@@ -124,56 +159,83 @@ class RenderQueue:
         return job
 
     def snapshot(self) -> list[RenderJob]:
+        """Unfinished jobs: the running one first, then the waiting ones in queue order."""
         with self._lock:
-            return ([self._current] if self._current else []) + list(self._waiting)
+            waiting = sorted((j for j in self._jobs.values() if j.status == "queued"), key=lambda j: j.qid)
+            return ([self._current] if self._current else []) + waiting
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the worker; queued jobs stay queued in the file (the next start resumes them)."""
         with self._lock:
             self._stopped = True
-            for job in list(self._waiting):
-                job.cancel.cancel()
             if self._current:
                 self._current.cancel.cancel()
             self._lock.notify_all()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._thread.is_alive():  # a render that ignores its cancel token: leave the file to the process exit
+            log.warning("the render worker did not stop within %.0f s", timeout)
+            return
+        self.db.close()
 
     # ---- worker ------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._waiting and not self._stopped:
-                    self._lock.wait()
                 if self._stopped:
-                    for job in list(self._waiting):
-                        self._finish(job, "cancelled", error="the studio is shutting down")
-                    self._waiting.clear()
                     return
-                job = self._waiting.popleft()
+                row = self.db.claim()
+                if row is None:
+                    self._lock.wait(self._poll_s)
+                    continue
+                job = self._jobs.get(row.label)
+                if job is None:  # queued by another process sharing the file
+                    job = RenderJob(request=row.request, id=row.label, qid=row.id)
+                    self._jobs[job.id] = job
                 self._current = job
-                job.status = "running"
-                job.started = time.time()
+                job.status, job.started = "running", time.time()
             self._notify(job)
             try:
-                result = self._runner(job, lambda ev, j=job: self._progress(j, ev))
-            except RenderCancelled:
-                with self._lock:
-                    self._finish(job, "cancelled", error="cancelled; nothing was written")
-            except Exception as e:  # noqa: BLE001 - every failure must reach the user as a message
-                log.exception("render %s failed", job.id)
-                with self._lock:
-                    self._finish(job, "failed", error=explain(e))
-            else:
-                with self._lock:
-                    job.outputs = dict(result.get("outputs", {}))
-                    job.timings = dict(result.get("timings", {}))
-                    self._finish(job, "done")
+                self._run(row, job)
             finally:
                 with self._lock:
                     self._current = None
 
-    def _progress(self, job: RenderJob, event: ProgressEvent) -> None:
-        job.event = event
+    def _run(self, row: Job, job: RenderJob) -> None:
+        errors: list[BaseException] = []
+        extra: dict[str, Any] = {}
+
+        def render_fn(request: RenderRequest, tmp_dir: Path, progress: Any, cancel: CancelToken) -> dict[str, str]:
+            try:
+                result = self._runner(job, tmp_dir, progress, cancel)
+            except Exception as e:
+                errors.append(e)
+                raise
+            extra.update(result.get("timings", {}))
+            return dict(result.get("outputs", {}))
+
+        try:
+            state = run_one(self.db, row, render_fn, self.out_root, lambda ev: setattr(job, "event", ev), job.cancel)
+        except Exception as e:  # noqa: BLE001 - e.g. the output folder cannot be created: fail this job only
+            log.exception("render %s could not run", job.id)
+            errors.append(e)
+            self.db.mark_failed(row.id, f"{type(e).__name__}: {e}")
+            state = "failed"
+        done = self.db.get(row.id)
+        with self._lock:
+            if state == "done" and done is not None:
+                job.outputs = dict(done.outputs)
+                if done.final_dir:
+                    job.outputs["folder"] = done.final_dir
+                job.timings = {**extra, **{k: float(v) for k, v in done.timings.items()
+                                           if isinstance(v, (int, float))}}
+                self._finish(job, "done")
+            elif state == "cancelled":
+                self._finish(job, "cancelled", error="cancelled; nothing was written")
+            else:
+                err = errors[0] if errors else RuntimeError((done.error if done else "") or "the render failed")
+                self._finish(job, "failed", error=self._explain(err))
 
     def _finish(self, job: RenderJob, status: str, error: str = "") -> None:
         job.status = status
@@ -181,9 +243,9 @@ class RenderQueue:
         job.finished = time.time()
         if job.started:
             job.timings.setdefault("total_s", round(job.finished - job.started, 3))
-        job.done_event.set()
-        # called with the lock held; notify outside would race with waiters reading outputs
+        # history first, then wake the waiters: a waiter that reads the history sees the final row
         self._notify(job)
+        job.done_event.set()
 
     def _notify(self, job: RenderJob) -> None:
         try:

@@ -10,6 +10,7 @@ import html
 import json
 import logging
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from app.errors import explain
 from app.history import HistoryStore
 from app.media import audio_picture, video_thumbnail, write_preview_wav
 from app.paths import StudioPaths
-from app.render_queue import RenderJob, RenderQueue
+from app.render_queue import SINGLE_BATCH, RenderJob, RenderQueue
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,62 @@ class RenderView:
 
 
 class StudioService:
-    """Owns the render queue, history and engine for one running studio."""
+    """Owns the render queue, history and engine for one running studio.
+
+    `gpu_lock` is the one lock every GPU render holds for its whole duration: `Engine.render` takes
+    it, and so does the Batch tab's worker (it looks for `service.gpu_lock`), so a single render and a
+    batch job never share the GPU.
+    """
 
     def __init__(self, paths: StudioPaths, engine: E.Engine) -> None:
         self.paths = paths
         self.engine = engine
+        self.gpu_lock: threading.RLock = engine.gpu_lock
+        self.batch: Any = None  # the Batch tab's runner, once mounted (attach_batch)
         self.history = HistoryStore(paths.history_db)
-        self.history.mark_interrupted()
-        self.queue = RenderQueue(self._run_job, self._on_job_change)
+        self.queue = RenderQueue(paths.render_queue_db, paths.outputs, self._run_job, self._on_job_change,
+                                 explain=explain, start=False)
+        self._reconcile_history()
+        self.queue.start()
+
+    def _reconcile_history(self) -> None:
+        """After a restart, make each unfinished history row agree with the queue file.
+
+        Resumed renders stay queued; renders the queue adopted as finished get their files; the
+        rest (no queue row, or failed past the retry limit) say they were interrupted.
+        """
+        rows = {j.label: j for j in self.queue.db.list(batch_id=SINGLE_BATCH)}
+        for entry in self.history.list(limit=100_000):
+            if entry.status not in ("queued", "running"):
+                continue
+            job = rows.get(entry.id)
+            if job is not None and job.state == "queued":
+                self.history.update(entry.id, status="queued")
+            elif job is not None and job.state == "done":
+                outputs = dict(job.outputs)
+                if job.final_dir:
+                    outputs["folder"] = job.final_dir
+                self.history.update(entry.id, status="done", outputs=outputs, timings=dict(job.timings))
+            else:
+                self.history.mark_interrupted(entry.id, job.error if job is not None else None)
+        resumed = self.queue.resumed()
+        if resumed:
+            log.info("resuming %d queued render(s) from the previous run", len(resumed))
+
+    def attach_batch(self, runner: Any) -> None:
+        """The Batch tab's runner: switching weights waits for it, and closing the studio closes it."""
+        self.batch = runner
+
+    def batch_busy(self) -> bool:
+        if self.batch is None:
+            return False
+        counts = self.batch.queue.counts()
+        return bool(counts.get("queued") or counts.get("running"))
 
     def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
+            self.batch = None
         self.queue.shutdown()
 
     # ---- builder -------------------------------------------------------------------------------
@@ -157,13 +204,56 @@ class StudioService:
         path.write_text(text, encoding="utf-8")
         return str(path)
 
-    def switch_weights(self, arg: str, memory_profile: str | None = None, precision: str | None = None) -> E.WeightChoice:
-        """Use another weights folder (or 'tiny'); refused while a render runs."""
+    def export_bundle(self, state: dict[str, Any]) -> str:
+        """The builder's project with its voice files and image as one `.nava.zip` (uploads/bundles/)."""
+        import prompt_builder as pb
+
+        project = B.project_of(state)
+        name = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in (project.title or "project"))[:40].strip("-")
+        out = self.paths.uploads / "bundles"
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{name or 'project'}-{time.strftime('%Y%m%d-%H%M%S')}.nava.zip"
+        try:
+            return str(pb.save_bundle(project, path, base_dir=self.paths.home))
+        except pb.BundleError as e:
+            raise StudioError(f"The project cannot be exported: {e}. What to do: upload the missing voice or image again.") from e
+
+    def import_bundle(self, upload: str | Path) -> dict[str, Any]:
+        """A builder state from an uploaded `.nava.zip`, checked as untrusted input before extracting."""
+        import uuid
+
+        import prompt_builder as pb
+        from nava_core.validation import InputError, check_zip_bundle
+
+        try:
+            check_zip_bundle(upload, what="project bundle")
+        except InputError as e:
+            raise StudioError(explain(e)) from e
+        dest = self.paths.uploads / "bundles" / f"import-{uuid.uuid4().hex[:10]}"
+        try:
+            project = pb.load_bundle(upload, dest)
+        except (pb.BundleError, pb.SchemaError, ValueError) as e:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise StudioError(f"That bundle cannot be loaded: {e}. What to do: export it again from NAVA Studio.") from e
+        return {"project": project.to_dict(), "settings": B.default_settings(project.mode)}
+
+    def switch_weights(self, arg: str, memory_profile: str | None = None, precision: str | None = None,
+                       gpus: int | None = None) -> E.WeightChoice:
+        """Use another weights folder (or 'tiny'); refused while a single render or a batch job runs or waits."""
         if self.queue.snapshot():
             raise StudioError("A render is running or queued; switch weights when the queue is empty.")
-        choice = E.choose_weights(arg or None, self.paths.weights)
-        self.engine = E.Engine(choice, memory_profile or self.engine.memory_profile,
-                               precision if precision is not None else self.engine.precision, self.engine.gpus)
+        if self.batch_busy():
+            raise StudioError("Batch jobs are running or queued; switch weights when the batch is finished "
+                              "or cancelled (Batch tab).")
+        if not self.gpu_lock.acquire(blocking=False):
+            raise StudioError("A render is using the GPU; switch weights when it has finished.")
+        try:
+            choice = E.choose_weights(arg or None, self.paths.weights)
+            self.engine = E.Engine(choice, memory_profile or self.engine.memory_profile,
+                                   precision if precision is not None else self.engine.precision,
+                                   gpus or self.engine.gpus, gpu_lock=self.gpu_lock)
+        finally:
+            self.gpu_lock.release()
         return choice
 
     def add_image(self, upload: str | Path) -> tuple[str, str]:
@@ -198,10 +288,11 @@ class StudioService:
         self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)
         return self.queue.submit(request, builder_state, owner, job_id=job.id)
 
-    def _run_job(self, job: RenderJob, progress: Any) -> dict[str, Any]:
-        out_dir = self.paths.new_output_dir()
-        files = self.engine.render(job.request, out_dir, progress=progress, cancel=job.cancel)
-        outputs = {"folder": str(out_dir), "request": files.request_json}
+    def _run_job(self, job: RenderJob, out_dir: Path, progress: Any, cancel: Any) -> dict[str, Any]:
+        """Render into the queue's temporary folder; every output named here must lie inside it."""
+        with self.gpu_lock:  # held here too, in this process, when Engine.render runs in a ZeroGPU worker
+            files = self.engine.render(job.request, out_dir, progress=progress, cancel=cancel)
+        outputs = {"request": files.request_json}
         if files.mp4:
             outputs["mp4"] = files.mp4
             thumb = video_thumbnail(files.mp4, out_dir / "thumbnail.png")

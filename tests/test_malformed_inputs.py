@@ -152,7 +152,7 @@ class Row:
 def _unchecked(*channels: str) -> dict[str, str]:
     reasons = {"cli_request": CLI_NO_CHECK, "api_render": RENDER_NO_CHECK, "api_lint": PROJECT_NO_CHECK,
                "api_compile": PROJECT_NO_CHECK}
-    wired = {"cli_request"}  # channels that now route through nava_core.validation
+    wired = {"cli_request", "api_render", "api_lint", "api_compile"}  # channels that route through nava_core.validation
     return {c: reasons[c] for c in channels if c not in wired}
 
 

@@ -132,7 +132,6 @@ def test_on_zerogpu_unpicklable_progress_and_cancel_are_dropped(fake_spaces, mon
     assert wrapped(_req(steps=4), "/tmp/o", progress="p", cancel=None) == "4:/tmp/o:False:True"
 
 
-@pytest.mark.xfail(strict=True, reason="waiting for the studio to call wrap_for_zerogpu")
 def test_studio_render_function_is_wrapped_for_zerogpu(fake_spaces, tmp_path):
     from app.cli import build_parser, create_app
 
