@@ -1,0 +1,226 @@
+"""Studio integration with the engine: one GPU lock shared with the Batch tab, restart resumes renders,
+weights chosen from the Hub cache, Model tab lists the engine's real profiles/GPU counts, bundles."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app import builder as B
+from app import engine as E
+from app.cli import build_parser
+from app.paths import StudioPaths
+from app.service import StudioError, StudioService
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = StudioService(StudioPaths.from_env(tmp_path / "home"), E.Engine(E.choose_weights("tiny", tmp_path)))
+    yield svc
+    svc.close()
+
+
+def test_one_gpu_lock_for_engine_studio_and_batch(service, tmp_path):
+    from app.batch_tab import BatchRunner, StudioGate
+
+    assert service.gpu_lock is service.engine.gpu_lock
+    runner = BatchRunner.for_service(service, start=False)
+    service.attach_batch(runner)
+    assert isinstance(runner.gate, StudioGate)
+    # the batch gate takes exactly this lock: while another thread holds it, switching weights is refused
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with service.gpu_lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        with pytest.raises(StudioError, match="using the GPU"):
+            service.switch_weights("tiny")
+    finally:
+        release.set()
+        t.join()
+    old_lock = service.gpu_lock
+    service.switch_weights("tiny", "fp8", gpus=1)
+    assert service.engine.gpu_lock is old_lock and service.engine.memory_profile == "fp8"
+
+
+def test_switch_weights_refused_while_batch_jobs_wait(service):
+    from app.batch_tab import BatchRunner, build_definition
+
+    runner = BatchRunner.for_service(service, start=False)  # no worker: the jobs stay queued
+    service.attach_batch(runner)
+    runner.enqueue(build_definition(["single_speaker_to_camera"], 1, steps=2, seconds=0.5))
+    with pytest.raises(StudioError, match="Batch jobs"):
+        service.switch_weights("tiny")
+    runner.cancel_batch(runner.batch_choices()[0])
+    service.switch_weights("tiny")  # allowed once the batch is cancelled
+
+
+def test_restart_resumes_a_queued_render_and_history_follows(tmp_path):
+    """A render queued when the studio stopped is queued (not 'interrupted') after the restart, then runs."""
+    paths = StudioPaths.from_env(tmp_path / "home")
+    svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    svc.queue.shutdown()  # a studio whose worker is gone: the next submit stays queued in the file
+    state = B.default_state()
+    state["settings"]["steps"] = 2
+    from app.render_queue import RenderQueue
+
+    svc.queue = RenderQueue(paths.render_queue_db, paths.outputs, svc._run_job, svc._on_job_change, start=False)
+    job = svc.submit(state, owner="me")
+    assert svc.history.get(job.id).status == "queued"
+    svc.close()
+
+    ran = []
+    svc2 = StudioService.__new__(StudioService)  # same constructor, with a runner that records instead of rendering
+
+    def fake_run(j, out_dir, progress, cancel):
+        ran.append(j.id)
+        (out_dir / "clip.mp4").write_bytes(b"x")
+        return {"outputs": {"mp4": str(out_dir / "clip.mp4")}, "timings": {}}
+
+    svc2._run_job = fake_run  # type: ignore[method-assign]
+    StudioService.__init__(svc2, paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+    try:
+        resumed = svc2.queue.get(job.id)
+        assert resumed is not None
+        assert svc2.queue.wait(job.id, 20).status == "done" and ran == [job.id]
+        entry = svc2.history.get(job.id)
+        assert entry.status == "done" and Path(entry.outputs["mp4"]).read_bytes() == b"x"
+        assert svc2.reuse(job.id)["settings"]["steps"] == 2
+    finally:
+        svc2.close()
+
+
+def test_model_tab_profiles_and_gpu_counts_match_the_engine():
+    memory = pytest.importorskip("nava_core.memory")
+    from nava_core.parallel import valid_gpu_counts
+
+    assert E.ENGINE_PROFILES == tuple(memory.PROFILE_NAMES)
+    assert E.MEMORY_PROFILES[0] == "auto"
+    for alias in E.PROFILE_ALIASES:
+        assert E.canonical_profile(alias) == memory.ALIASES[alias]
+    for n in (1, 2, 3, 5, 8):
+        assert E.valid_gpu_counts(n) == valid_gpu_counts(24, available=n)
+    assert E.valid_gpu_counts(5) == [1, 2, 3, 4]
+
+
+def test_estimate_is_labelled_and_grows_with_steps():
+    pytest.importorskip("nava_core.memory")
+    short = B.request_from_state(B.default_state())
+    text = E.memory_estimate(short.replace(steps=10), profile="fp8", gpus=1)
+    longer = E.memory_estimate(short.replace(steps=50), profile="fp8", gpus=1)
+    assert text.startswith("**Estimate**") and "GB per GPU" in text and "s/step" in text and "min in total" in text
+    minutes = lambda t: float(t.split("~")[3].split(" min")[0])  # noqa: E731
+    assert minutes(longer) > minutes(text)
+
+
+def test_download_size_is_computed_from_the_release_layout():
+    from nava_core.weights.sets import RELEASE_LAYOUT
+
+    total = sum(f.approx_bytes for f in RELEASE_LAYOUT.files) / 1e9
+    text = E.download_size_text()
+    assert f"about {total:.0f} GB" in text and 35 < total < 45 and "fp8" in text
+
+
+def _release_like(folder: Path, skip: tuple[str, ...] = ()) -> Path:
+    from nava_core.weights.sets import RELEASE_LAYOUT
+
+    for f in RELEASE_LAYOUT.files:
+        if f.component in skip:
+            continue
+        p = folder / f.path
+        if f.is_dir:
+            p.mkdir(parents=True, exist_ok=True)
+            (p / "spiece.model").write_bytes(b"x")
+        else:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            header = b'{"__metadata__": {}}'  # a valid (empty) safetensors header: inspect_weights reads it
+            p.write_bytes(len(header).to_bytes(8, "little") + header if p.suffix == ".safetensors" else b"x")
+    return folder
+
+
+def test_weights_from_the_hub_snapshot_when_the_user_folder_is_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no cached ReDimNet checkpoint
+    snap = _release_like(tmp_path / "snap", skip=("speaker_encoder",))
+    assert E.weight_status(snap).missing_components == ("speaker_encoder",), E.weight_status(snap).summary
+    choice = E.choose_weights(None, tmp_path / "mine", hub_lookup=lambda: snap)
+    assert choice.is_tiny and choice.needs_speaker_encoder and choice.suggested == str(snap)
+    assert "speaker encoder" in choice.reason and "Download speaker encoder" in choice.reason
+    from app.model_tab import folder_report
+
+    text, _rows, button = folder_report(str(snap))
+    assert "Download speaker encoder" in text and button["visible"] is True
+    # a given --weights never looks at the Hub cache
+    assert E.choose_weights(str(tmp_path / "mine"), tmp_path, hub_lookup=lambda: snap).suggested == ""
+    assert E.choose_weights(None, tmp_path / "mine", hub_lookup=lambda: None).reason.startswith("no complete")
+    # once the checkpoint is in the torch.hub cache, the snapshot is complete and used as the release weights
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "M-vb2+vox2+cnc-ft_mix.pt"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"x")
+    full = E.choose_weights(None, tmp_path / "mine", hub_lookup=lambda: snap)
+    assert not full.is_tiny and full.folder == str(snap) and "Hugging Face cache" in full.reason
+
+
+def test_host_and_port_follow_the_space_variables(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7861")
+    args = build_parser().parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 7861)
+    monkeypatch.delenv("GRADIO_SERVER_NAME")
+    monkeypatch.delenv("GRADIO_SERVER_PORT")
+    args = build_parser().parse_args(["--memory-profile", "group_offload"])
+    assert args.host == "127.0.0.1" and args.memory_profile == "group_offload"
+
+
+def test_project_bundle_round_trip_keeps_voices_and_refuses_bad_archives(service, tmp_path):
+    wav = tmp_path / "mia.wav"
+    t = np.arange(3 * 16000) / 16000
+    sf.write(str(wav), (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+    up = service.add_voice(wav)
+    state = B.default_state()
+    state["project"]["cast"][0]["voice_file"] = up.path
+    path = service.export_bundle(state)
+    assert path.endswith(".nava.zip") and Path(path).is_file()
+    with zipfile.ZipFile(path) as zf:
+        assert "project.json" in zf.namelist() and any(n.startswith("voices/") for n in zf.namelist())
+    restored = service.import_bundle(path)
+    voice = restored["project"]["cast"][0]["voice_file"]
+    assert Path(voice).is_file() and Path(voice).read_bytes() == Path(up.path).read_bytes()
+    assert str(service.paths.uploads) in voice  # extracted where the page may serve it
+    assert B.compile_state(restored).text == B.compile_state(state).text
+
+    evil = tmp_path / "evil.nava.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../../escape.json", "{}")
+    with pytest.raises(StudioError, match="path traversal"):
+        service.import_bundle(evil)
+    fake = tmp_path / "fake.nava.zip"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    with pytest.raises(StudioError, match="not a ZIP"):
+        service.import_bundle(fake)
+
+
+def test_startup_imports_no_torch(tmp_path):
+    """Issue 6: the page is built without importing torch, diffusers or transformers (they load on first render)."""
+    code = ("import sys, json; from app.cli import build_parser, create_app; "
+            f"a = build_parser().parse_args(['--weights', 'tiny', '--home', {str(tmp_path / 'h')!r}]); "
+            "d, s = create_app(a); s.close(); "
+            "print(json.dumps([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
