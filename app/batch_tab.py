@@ -109,6 +109,21 @@ def build_definition(
     return BatchDefinition(name=label, items=items, overrides=overrides)
 
 
+def optional_number(what: str, text: Any, integer: bool = False) -> int | float | None:
+    """A form's optional number: blank -> None (the preset's value), else the number or an InputError."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise InputError(what, f"{text!r} is not a number", "type a number or leave it blank") from None
+    if integer:
+        if not value.is_integer():
+            raise InputError(what, f"{text!r} is not a whole number", "type a whole number or leave it blank")
+        return int(value)
+    return value
+
+
 # ---- running --------------------------------------------------------------------------------------
 
 
@@ -395,15 +410,16 @@ def build_batch_tab(studio: Any) -> BatchRunner:
     with gr.Row():
         presets = gr.Dropdown(preset_names, multiselect=True, label="Presets", scale=3, elem_id="batch-presets")
         seeds = gr.Number(1, precision=0, minimum=1, label="Seeds per setting", scale=1, elem_id="batch-seeds")
-        first_seed = gr.Number(None, precision=0, minimum=0, label="First seed (blank: the preset's)", scale=1)
+        # text boxes, not gr.Number: a Number shows an empty value as 0, and 0 is a real seed
+        first_seed = gr.Textbox(label="First seed", placeholder="blank: the preset's", scale=1, elem_id="batch-first-seed")
     with gr.Row():
         sweep1 = gr.Dropdown(sweep_choices, value=NO_SWEEP, label="Sweep 1", scale=1, elem_id="batch-sweep1")
         values1 = gr.Textbox(label="values (comma list)", placeholder="1.0, 2.0, 3.0", scale=2, elem_id="batch-values1")
         sweep2 = gr.Dropdown(sweep_choices, value=NO_SWEEP, label="Sweep 2", scale=1)
         values2 = gr.Textbox(label="values (comma list)", placeholder="landscape, portrait", scale=2)
     with gr.Row():
-        steps = gr.Number(None, precision=0, minimum=1, label="Steps (blank: the preset's)")
-        seconds = gr.Number(None, minimum=0.5, label="Duration in s (blank: the preset's)")
+        steps = gr.Textbox(label="Steps", placeholder="blank: the preset's", elem_id="batch-steps")
+        seconds = gr.Textbox(label="Duration in s", placeholder="blank: the preset's", elem_id="batch-seconds")
     preview = gr.Markdown(elem_id="batch-preview")
     queue_btn = gr.Button("Queue batch", variant="primary", elem_id="batch-queue")
     with gr.Row():
@@ -421,7 +437,8 @@ def build_batch_tab(studio: Any) -> BatchRunner:
     form = [presets, seeds, sweep1, values1, sweep2, values2, first_seed, steps, seconds]
 
     def _defn(p, n, k1, v1, k2, v2, s0, st, sec) -> BatchDefinition:
-        return build_definition(p or [], n, [(k1, v1), (k2, v2)], s0, st, sec)
+        return build_definition(p or [], n, [(k1, v1), (k2, v2)], optional_number("first seed", s0, True),
+                                optional_number("steps", st, True), optional_number("duration", sec))
 
     def _preview(*vals: Any) -> str:
         try:

@@ -251,8 +251,10 @@ def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: in
         log.debug("memory estimate failed: %s", e)
         return ""
     try:
+        total = est.total_seconds
+        total_text = f"~{total / 60:.1f} min in total" if total >= 60 else f"~{total:.1f} s in total"
         return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
-                f"~{est.seconds_per_step:.1f} s/step, ~{est.total_seconds / 60:.1f} min in total "
+                f"~{est.seconds_per_step:.2g} s/step, {total_text} "
                 f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
     except AttributeError:
         describe = getattr(est, "describe", None)

@@ -158,8 +158,10 @@ def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[li
         except json.JSONDecodeError:
             req = {}
         when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.created))
-        rows.append([e.id, when, e.status, e.title, req.get("mode", ""), req.get("seconds", ""),
-                     e.timings.get("total_s", ""), e.error])
+        seconds, total = req.get("seconds", ""), e.timings.get("total_s", "")
+        rows.append([e.id, when, e.status, e.title, req.get("mode", ""),
+                     round(seconds, 2) if isinstance(seconds, (int, float)) else seconds,
+                     round(total, 1) if isinstance(total, (int, float)) else total, e.error])
         if e.thumbnail:
             gallery.append((e.thumbnail, f"{e.id} · {e.status}"))
     return gallery, rows

@@ -49,16 +49,16 @@ def build_ui(service: StudioService) -> gr.Blocks:
                 for i, beat in enumerate(beat_list):
                     with gr.Row(key=f"beat-{i}", equal_height=True):
                         # wide enough to read the value and the arrow ("normal", "action") at any page width
-                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=120,
+                        kind = gr.Dropdown(["line", "action"], value=beat.get("kind", "line"), label="kind", min_width=100,
                                            scale=0, key=f"kind-{i}", elem_classes=["nava-beat-kind"])
-                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=100,
+                        spk = gr.Dropdown(speakers, value=beat.get("speaker") or None, label="speaker", min_width=90,
                                           scale=0, allow_custom_value=True, key=f"spk-{i}",
                                           visible=beat.get("kind") == "line")
-                        text = gr.Textbox(value=beat.get("text", ""), label=f"{i + 1}. text", scale=5, key=f"text-{i}")
-                        emo = gr.Textbox(value=beat.get("delivery", {}).get("emotion", ""), label="delivery", scale=2,
+                        text = gr.Textbox(value=beat.get("text", ""), label=f"{i + 1}. text", scale=4, min_width=140, key=f"text-{i}")
+                        emo = gr.Textbox(value=beat.get("delivery", {}).get("emotion", ""), label="delivery", scale=2, min_width=100,
                                          key=f"emo-{i}")
                         rate = gr.Dropdown(list(RATES), value=beat.get("delivery", {}).get("rate", "normal"), label="rate",
-                                           min_width=130, scale=0, key=f"rate-{i}", elem_classes=["nava-beat-rate"])
+                                           min_width=110, scale=0, key=f"rate-{i}", elem_classes=["nava-beat-rate"])
                         with gr.Column(scale=0, min_width=40):
                             up = gr.Button("↑", size="sm", min_width=36, key=f"up-{i}")
                             rm = gr.Button("✕", size="sm", min_width=36, key=f"rm-{i}")
@@ -97,7 +97,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
             if True:
                 for i, member in enumerate(cast_list):
                     with gr.Row(key=f"cast-{i}", equal_height=False):
-                        cid = gr.Textbox(value=member["id"], label="speaker id", min_width=60, scale=1, key=f"cid-{i}")
+                        cid = gr.Textbox(value=member["id"], label="speaker id", min_width=90, scale=1, key=f"cid-{i}")
                         name = gr.Textbox(value=member.get("name", ""), label="name", scale=1, key=f"cname-{i}")
                         desc = gr.Textbox(value=member.get("voice", ""), label="voice description", scale=2,
                                           key=f"cdesc-{i}")
@@ -237,9 +237,13 @@ def build_ui(service: StudioService) -> gr.Blocks:
                         progress_html = gr.HTML('<div class="nava-progress" data-status="idle">Ready.</div>',
                                                 elem_id="render-progress")
                         result_video = gr.Video(label="Result", interactive=False, elem_id="result-video")
+                        # the browser's own <audio controls> (seekable, plays stereo WAV); the waveform and
+                        # spectrogram picture below replaces Gradio's waveform view
                         result_audio = gr.Audio(label="Result (audio only)", type="filepath", interactive=False,
-                                                visible=False, elem_id="result-audio")
-                        result_picture = gr.Image(label="Waveform and spectrogram", visible=False, interactive=False)
+                                                visible=False, elem_id="result-audio",
+                                                waveform_options=gr.WaveformOptions(show_recording_waveform=False))
+                        result_picture = gr.Image(label="Waveform and spectrogram", visible=False, interactive=False,
+                                                  elem_id="result-picture")
                         result_files = gr.File(label="Downloads: MP4, stereo WAV, SRT, request JSON", file_count="multiple",
                                                interactive=False, elem_id="result-files")
 
@@ -267,7 +271,8 @@ def build_ui(service: StudioService) -> gr.Blocks:
             # ============================== History ==============================
             with gr.Tab("History", id="history") as history_tab:
                 refresh = gr.Button("Refresh", size="sm")
-                gallery = gr.Gallery(label="Renders", columns=6, height=220, allow_preview=False)
+                gallery = gr.Gallery(label="Renders (click one to show it)", columns=8, rows=1, height=200,
+                                     object_fit="contain", allow_preview=False, elem_id="history-gallery")
                 hist_table = gr.Dataframe(headers=H.HISTORY_HEADERS, interactive=False, label="All renders")
                 with gr.Row():
                     hist_id = gr.Textbox(label="Selected render id", interactive=True)
@@ -410,9 +415,10 @@ def build_ui(service: StudioService) -> gr.Blocks:
             if view is None:
                 return [_panel("failed", error, 0.0), gr.update(), gr.update(), gr.update(), gr.update()]
             if view.status == "done":
-                return [view.html, gr.update(value=view.video) if view.video else gr.update(value=None),
-                        gr.update(value=view.audio) if view.audio else gr.update(),
-                        gr.update(value=view.picture) if view.picture else gr.update(), list(view.files)]
+                # show the players the result has, whatever the mode radio says (a preset may have changed it)
+                return [view.html, gr.update(value=view.video, visible=bool(view.video)),
+                        gr.update(value=view.audio, visible=bool(view.audio)),
+                        gr.update(value=view.picture, visible=bool(view.picture)), list(view.files)]
             return [view.html, gr.update(), gr.update(), gr.update(), gr.update()]
 
         render_event = render_btn.click(_render, set(all_inputs), [progress_html, result_video, result_audio, result_picture,
