@@ -365,14 +365,24 @@ class Engine:
                     kwargs["precision"] = self.precision
                 from app.zerogpu import on_zerogpu
 
-                if on_zerogpu():  # load on the CPU; the wrapped render moves the weights to the GPU
-                    kwargs["device"] = "cpu"
-                self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
+                if self.gpus > 1:  # a Ulysses worker group: callable like the pipeline, one job at a time
+                    parallel = _module("nava_core.parallel")
+                    group = parallel.WorkerGroup(parallel.GroupConfig(
+                        weights=str(self.choice.folder), world_size=self.gpus, precision=self.precision or "nava",
+                        memory_profile=canonical_profile(self.memory_profile)))
+                    group.start(wait=True)
+                    self._pipe = group
+                else:
+                    if on_zerogpu():  # load on the CPU; the wrapped render moves the weights to the GPU
+                        kwargs["device"] = "cpu"
+                    self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
                 log.info("engine loaded (%s) in %.1f s", self.label, time.perf_counter() - t0)
             return self._pipe
 
     def unload(self) -> None:
         with self._lock:
+            if self._pipe is not None and hasattr(self._pipe, "close"):
+                self._pipe.close()  # a worker group's processes
             self._pipe = None
 
     def render(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None = None,

@@ -131,7 +131,13 @@ class StudioService:
             raise StudioError(explain(e)) from e
         except (ValueError, TypeError) as e:
             raise StudioError(f"The builder has an invalid value: {e}") from e
-        return E.adapt_for_engine(request, self.engine.choice)
+        return self._for_engine(request)
+
+    def _for_engine(self, request: RenderRequest) -> RenderRequest:
+        """The request as this engine renders it: preview size on tiny weights, and the memory profile
+        and GPU count in use recorded in it (so the MP4 says how it was made)."""
+        request = E.adapt_for_engine(request, self.engine.choice)
+        return request.replace(memory_profile=E.canonical_profile(self.engine.memory_profile), gpus=self.engine.gpus)
 
     def preflight(self, state: dict[str, Any]) -> list[str]:
         """Blocking problems (errors) that must be fixed before rendering."""
@@ -279,7 +285,7 @@ class StudioService:
                 raise StudioError("Fix these before rendering: " + "; ".join(problems))
             request = self.build_request(state)
         else:
-            request = E.adapt_for_engine(request, self.engine.choice)
+            request = self._for_engine(request)
         if not self.engine.available():
             raise StudioError(explain(E.EngineUnavailable(
                 "This build has no render engine yet (nava_core.pipeline / nava_core.render); update and restart.")))

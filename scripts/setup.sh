@@ -12,6 +12,13 @@ if ! command -v espeak-ng >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v ap
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
     || echo "warning: could not install espeak-ng; voice tests will report it missing" >&2
 fi
+# The slow tests drive Debian's Chromium with Playwright; CI runs them, so install it there.
+if [ "${CI:-}" = "true" ] || [ "${NAVA_SLOW:-}" = "1" ]; then
+  if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "warning: could not install chromium; the browser tests will fail to start it" >&2
+  fi
+fi
 stamp="$VENV/.nava-setup-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"

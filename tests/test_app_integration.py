@@ -107,7 +107,7 @@ def test_restart_resumes_a_queued_render_and_history_follows(tmp_path):
 
 
 def test_model_tab_profiles_and_gpu_counts_match_the_engine():
-    memory = pytest.importorskip("nava_core.memory")
+    from nava_core import memory
     from nava_core.parallel import valid_gpu_counts
 
     assert E.ENGINE_PROFILES == tuple(memory.PROFILE_NAMES)
@@ -120,7 +120,6 @@ def test_model_tab_profiles_and_gpu_counts_match_the_engine():
 
 
 def test_estimate_is_labelled_and_grows_with_steps():
-    pytest.importorskip("nava_core.memory")
     short = B.request_from_state(B.default_state())
     text = E.memory_estimate(short.replace(steps=10), profile="fp8", gpus=1)
     longer = E.memory_estimate(short.replace(steps=50), profile="fp8", gpus=1)
@@ -228,3 +227,29 @@ def test_startup_imports_no_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_requests_record_the_profile_and_gpu_count_in_use(tmp_path):
+    engine = E.Engine(E.choose_weights("tiny", tmp_path), memory_profile="low", gpus=2)
+    svc = StudioService(StudioPaths.from_env(tmp_path / "home"), engine)
+    try:
+        req = svc.build_request(B.default_state())
+    finally:
+        svc.close()
+    assert (req.memory_profile, req.gpus) == ("fp8", 2)
+
+
+@pytest.mark.slow
+def test_gpus_above_one_render_through_the_worker_group(tmp_path):
+    from nava_core.export import probe
+    from nava_core.request import RenderRequest
+
+    engine = E.Engine(E.choose_weights("tiny", tmp_path), gpus=2)
+    try:
+        req = RenderRequest(prompt="Waves on a beach, gulls overhead.", width=160, height=96, seconds=0.5, steps=2,
+                            gpus=2)
+        files = engine.render(req, tmp_path / "out")
+        assert type(engine.pipeline()).__name__ == "WorkerGroup"
+        assert probe(files.mp4).frames == 13
+    finally:
+        engine.unload()
