@@ -222,3 +222,14 @@ def test_to_moves_every_component_and_keeps_rendering(tiny_weights):
     assert pipe.device == torch.device("cpu") and pipe.audio_vae.device == torch.device("cpu")
     again = pipe.denoise(_req(steps=2), pipe.encode_conditions(_req(steps=2)))
     assert torch.equal(ref[1], again[1])
+
+
+def test_audio_mode_at_48khz_writes_the_vocoder_rate(tiny_pipe, tmp_path):
+    req = RenderRequest(prompt="Thunder far away, then heavy rain.", mode="audio", seconds=1.0, steps=1,
+                        audio_sample_rate=48000)
+    outs = render_to_files(tiny_pipe, req, tmp_path)
+    for path in (outs.wav, outs.flac):
+        info = probe(path)
+        assert info.sample_rate == 48000 and info.channels == 2
+        assert abs(info.duration_s - 1.0) <= 0.04 + 1e-6
+    assert json.loads(outs.sidecar.read_text())["audio_sample_rate"] == 48000

@@ -246,13 +246,16 @@ def download_weights(
     include_bf16: bool = True,
     progress: DownloadProgress | None = None,
     repo_id: str = HUB_REPO,
+    endpoint: str | None = None,
+    verify: bool = True,
 ) -> WeightReport:
-    """Fetch the release weight set into `root` (resumable; honours offline mode).
+    """Fetch the release weight set into `root` (resumable; honours offline mode), then check it.
 
-    The ReDimNet checkpoint is not part of the Hub repo; the report afterwards says where to put it.
+    Files whose SHA-256 the Hub publishes (its LFS files) are verified after the download and the
+    manifest is kept in `root/.nava-checksums.json`, so `verify_weights` can re-check later. The
+    ReDimNet checkpoint is not part of the Hub repo: it is fetched from its GitHub release.
     """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
@@ -269,12 +272,27 @@ def download_weights(
     if progress:
         progress(f"Downloading {repo_id} into {root}", 0.0)
     try:
-        snapshot_download(repo_id=repo_id, local_dir=str(root), ignore_patterns=exclude or None)
-    except (LocalEntryNotFoundError, OSError) as e:
+        snapshot_download(repo_id=repo_id, local_dir=str(root), ignore_patterns=exclude or None,
+                          endpoint=endpoint, tqdm_class=_progress_bar(progress))
+    except Exception as e:  # connection, HTTP and offline-cache errors all mean the same to a user
         raise HubUnreachableError(
-            f"could not reach the Hugging Face Hub to download {repo_id} ({type(e).__name__}: {e}). "
-            "Check the network or proxy settings, or download on another machine and copy the folder here."
+            f"could not download {repo_id} from the Hugging Face Hub ({type(e).__name__}: {e}). "
+            "Check the network or proxy settings and press Download again (finished files are kept), or "
+            "download on another machine and copy the folder here."
         ) from e
+    if verify:
+        try:
+            manifest = hub_checksums(repo_id, endpoint=endpoint)
+        except Exception as e:  # the files are there; a missing manifest only skips verification
+            logger.warning("could not fetch checksums for %s: %s", repo_id, e)
+        else:
+            (root / CHECKSUMS).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            bad = verify_weights(root, manifest, progress)
+            if bad:
+                raise ChecksumError(
+                    f"{len(bad)} downloaded file(s) do not match the Hub's checksums: {', '.join(bad)}. "
+                    "Delete them and press Download again."
+                )
     report = inspect_weights(root)
     speaker = next(f for f in report.files if f.spec.component == "speaker_encoder")
     if speaker.found is None:
@@ -283,6 +301,77 @@ def download_weights(
     if progress:
         progress("Download finished", 1.0)
     return report
+
+
+CHECKSUMS = ".nava-checksums.json"
+
+
+class ChecksumError(RuntimeError):
+    """A weight file's SHA-256 differs from the published one (a corrupt or tampered download)."""
+
+
+def _progress_bar(progress: DownloadProgress | None):
+    """A tqdm class that forwards huggingface_hub's download progress to our callback."""
+    from tqdm.auto import tqdm
+
+    class _Forwarding(tqdm):  # type: ignore[misc, valid-type]
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            if progress is not None and not getattr(self, "disable", False) and self.total:
+                what = getattr(self, "desc", "") or "Downloading"
+                progress(f"{what}: {self.n:,.0f} of {self.total:,.0f}", min(self.n / self.total, 1.0) * 0.95)
+            return out
+
+    return _Forwarding
+
+
+def hub_checksums(repo_id: str = HUB_REPO, endpoint: str | None = None) -> dict[str, str]:
+    """Relative path -> SHA-256 for every file of `repo_id` whose hash the Hub publishes (LFS files)."""
+    from huggingface_hub import HfApi
+
+    out: dict[str, str] = {}
+    for entry in HfApi(endpoint=endpoint).list_repo_tree(repo_id, recursive=True, expand=True):
+        lfs = getattr(entry, "lfs", None)
+        sha = getattr(lfs, "sha256", None) if lfs is not None else None
+        if sha:
+            out[entry.path] = sha
+    return out
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_weights(
+    root: str | os.PathLike, manifest: dict[str, str] | None = None, progress: DownloadProgress | None = None
+) -> list[str]:
+    """Paths (relative to `root`) whose SHA-256 differs from `manifest` (default: the saved one).
+
+    Files the manifest lists but that are absent are not reported here (`inspect_weights` reports them).
+    """
+    root = Path(root)
+    if manifest is None:
+        saved = root / CHECKSUMS
+        if not saved.is_file():
+            return []
+        manifest = json.loads(saved.read_text())
+    bad = []
+    items = sorted(manifest.items())
+    for i, (rel, sha) in enumerate(items):
+        p = root / rel
+        if not p.is_file():
+            continue
+        if progress:
+            progress(f"Verifying {rel}", 0.95 + 0.05 * i / max(len(items), 1))
+        if sha256_file(p) != sha.lower():
+            bad.append(rel)
+    return bad
 
 
 def download_speaker_encoder(dest: str | os.PathLike, progress: DownloadProgress | None = None) -> Path:
