@@ -280,7 +280,7 @@ class GuidanceScales:
 DEFAULT_STEPS = 50
 DEFAULT_SHIFT = 5.0
 DEFAULT_SECONDS = 6.0
-DEFAULT_SEED = 42
+DEFAULT_SEED = 100  # the release CLI's default (inference_nava.py --seed)
 
 __all__ = [
     "NAVAConfig",

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from nava_core.config import DEFAULT_SEED
+
 from nava_core.batch_cli import EVENT_LOG, QUEUE_FILE
 from nava_core.export import probe
 from nava_core.jobs import JobQueue
@@ -100,7 +102,7 @@ def _run_with_kills(tmp_path: Path, weights: Path, n: int, kills: int, seed: int
     assert not (out / ".incoming").exists()
     leftovers = [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")]
     assert leftovers == []
-    assert {j.request.seed for j in jobs} == set(range(42, 42 + n))
+    assert {j.request.seed for j in jobs} == set(range(DEFAULT_SEED, DEFAULT_SEED + n))
 
     # ---- re-running a finished batch renders nothing
     before = len(_events(out))
