@@ -86,7 +86,7 @@ def _spawn_ranks(tmp_path: Path, precision: str) -> list:
     for p in procs:
         p.join(120)
         assert p.exitcode == 0, f"rank exited with {p.exitcode}"
-    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def _max_diff(a, b) -> float:
