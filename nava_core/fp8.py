@@ -1,5 +1,11 @@
 """fp8 (e4m3) weight storage for the backbone's block matrices, computed in full/bf16 precision.
 
+The release's `NAVA_fp8.safetensors` stores each block Linear as `weight` (float8_e4m3fn) plus a
+`weight_scale` (bf16); the layer computes with `weight * weight_scale`. A plain cast to e4m3 would
+flush the many small weights of a 3072-wide layer into e4m3's subnormal range, so quantisation here
+scales every output row to e4m3's full range (+-448) and stores the row scale; loading accepts any
+scale that broadcasts over the weight (per tensor or per output row), and no scale at all (= 1).
+
 Why a small wrapper and not diffusers' `apply_layerwise_casting`: layerwise casting stores *every*
 parameter of a layer (bias included) in the storage dtype, whereas the release's `NAVA_fp8.safetensors`
 holds only the 2-D block weight matrices in fp8 and keeps biases, norms, modulation, embeddings and
@@ -23,7 +29,24 @@ from nava_core.config import NAVAConfig
 logger = logging.getLogger(__name__)
 
 FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = float(torch.finfo(FP8_DTYPE).max)  # 448
+SCALE_DTYPE = torch.bfloat16
+SCALE_SUFFIX = "weight_scale"
 BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
+
+
+def quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3 weight, bf16 per-row scale [out, 1]) with `q * scale ~= w`, rows scaled to +-448."""
+    w = w.detach().float()
+    scale = (w.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+    scale = scale.to(SCALE_DTYPE)  # stored in bf16: quantise against the stored value, not the exact one
+    q = (w / scale.float()).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scale
+
+
+def dequantize_weight(q: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    w = q.to(dtype)
+    return w if scale is None else w * scale.to(dtype)
 
 
 class Float8Linear(nn.Module):
@@ -41,20 +64,27 @@ class Float8Linear(nn.Module):
         self.compute_dtype = compute_dtype
         self.weight = nn.Parameter(torch.empty(out_features, in_features, dtype=FP8_DTYPE, device=device),
                                    requires_grad=False)
+        self.register_buffer(SCALE_SUFFIX, torch.ones(out_features, 1, dtype=SCALE_DTYPE, device=device))
         self.bias = (nn.Parameter(torch.empty(out_features, device=device), requires_grad=False)
                      if bias else None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, compute_dtype: torch.dtype) -> "Float8Linear":
-        """Quantise an existing Linear (round-to-nearest e4m3; values already in e4m3 are kept exactly)."""
+        """Quantise an existing Linear with per-row scales (see `quantize_weight`)."""
         out = cls(linear.in_features, linear.out_features, linear.bias is not None, compute_dtype, device="meta")
-        out.weight = nn.Parameter(linear.weight.detach().to(FP8_DTYPE), requires_grad=False)
+        if linear.weight.device.type == "meta":
+            out.weight = nn.Parameter(torch.empty_like(linear.weight, dtype=FP8_DTYPE), requires_grad=False)
+            out.weight_scale = torch.ones(linear.out_features, 1, dtype=SCALE_DTYPE, device="meta")
+        else:
+            q, scale = quantize_weight(linear.weight)
+            out.weight = nn.Parameter(q, requires_grad=False)
+            out.weight_scale = scale
         if linear.bias is not None:
             out.bias = nn.Parameter(linear.bias.detach(), requires_grad=False)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(self.compute_dtype)
+        w = dequantize_weight(self.weight, self.weight_scale, self.compute_dtype)
         b = self.bias
         if not torch.is_autocast_enabled(x.device.type):
             w = w.to(x.dtype)
@@ -98,8 +128,26 @@ def is_fp8(model: nn.Module) -> bool:
 
 
 def dequantized_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's weights with fp8 matrices upcast to float32 (what the fp8 model computes with)."""
-    return {k: (v.float() if v.dtype == FP8_DTYPE else v) for k, v in model.state_dict().items()}
+    """The model's weights with fp8 matrices dequantised to float32 (what the fp8 model computes with),
+    in the plain (non-fp8) key set."""
+    return dequantize_state_dict(model.state_dict())
+
+
+def dequantize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with fp8 weights (and their `weight_scale`) turned back into float32 weights."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith("." + SCALE_SUFFIX):
+            continue
+        if v.dtype == FP8_DTYPE:
+            scale = state.get(k[: -len("weight")] + SCALE_SUFFIX) if k.endswith("weight") else None
+            v = dequantize_weight(v, scale)
+        out[k] = v
+    return out
+
+
+def has_fp8_tensors(state: dict[str, torch.Tensor]) -> bool:
+    return any(v.dtype == FP8_DTYPE for v in state.values())
 
 
 def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.device = "cpu",
@@ -118,13 +166,25 @@ def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.
     state = load_backbone_state_dict(path)
     with torch.device("meta"):
         model = WanAVModel(config)
-    check_state_dict(state, model, str(path))
+    check_state_dict(dequantize_state_dict(state) if has_fp8_tensors(state) else state, model, str(path))
     quantize_blocks(model, compute_dtype)
-    fp8_keys = {k for k, v in model.state_dict().items() if v.dtype == FP8_DTYPE}
     moved = {}
+    for key, module in model.named_modules():
+        if isinstance(module, Float8Linear):
+            w = state[f"{key}.weight"]
+            scale = state.get(f"{key}.{SCALE_SUFFIX}")
+            if w.dtype != FP8_DTYPE:  # a bf16/fp32 file: quantise once, here, on the CPU
+                w, scale = quantize_weight(w)
+            elif scale is None:  # an fp8 file without scales: the weights are the values
+                scale = torch.ones(w.shape[0], 1, dtype=SCALE_DTYPE)
+            elif scale.numel() not in (1, w.shape[0]):
+                raise ValueError(f"{path}: {key}.{SCALE_SUFFIX} has shape {tuple(scale.shape)}, which does not "
+                                 f"scale a {tuple(w.shape)} weight per tensor or per output row")
+            moved[f"{key}.weight"] = w.to(device)
+            moved[f"{key}.{SCALE_SUFFIX}"] = scale.to(SCALE_DTYPE).reshape(-1, 1).expand(w.shape[0], 1).contiguous().to(device)
     for k, v in state.items():
-        target = FP8_DTYPE if k in fp8_keys else torch.float32
-        moved[k] = v.to(target).to(device)
+        if k not in moved and not k.endswith("." + SCALE_SUFFIX):
+            moved[k] = v.to(torch.float32).to(device)
     model.load_state_dict(moved, strict=True, assign=True)
     for p in model.parameters():
         p.requires_grad_(False)

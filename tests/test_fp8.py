@@ -23,18 +23,55 @@ REQ = RenderRequest(prompt="a dog barks <S>woof<E>", width=160, height=96, secon
 
 
 def test_fp8_checkpoint_loads_with_fp8_blocks_only(tmp_path) -> None:
+    from nava_core.fp8 import SCALE_SUFFIX, dequantize_state_dict
+
     cfg = NAVAConfig.tiny("fp32")
     sd = init_golden_weights(cfg, seed=1)
     path = save_backbone_checkpoint(sd, tmp_path / "NAVA_fp8.safetensors", fp8=True)
     file = load_backbone_state_dict(path)
     model = load_backbone_fp8(path, cfg)
     state = model.state_dict()
-    assert set(state) == set(sd)
+    assert set(state) == set(file)  # the release fp8 layout: weight (fp8) + weight_scale (bf16) per block Linear
+    assert set(dequantize_state_dict(state)) == set(sd)
+    scales = [k for k in file if k.endswith("." + SCALE_SUFFIX)]
+    assert scales and all(file[k].dtype == torch.bfloat16 for k in scales)
     for k, v in state.items():
-        assert v.dtype == file[k].dtype, k  # fp8 exactly where the file is fp8, float32 elsewhere
+        assert v.dtype == file[k].dtype, k  # fp8 exactly where the file is fp8
         assert torch.equal(v.float(), file[k].float()), k
-    assert sum(v.dtype == FP8_DTYPE for v in state.values()) > 0
-    assert not any(v.dtype == FP8_DTYPE for k, v in state.items() if not k.startswith(("double_", "single_")))
+    fp8_keys = [k for k, v in state.items() if v.dtype == FP8_DTYPE]
+    assert fp8_keys and all(k.startswith(("double_", "single_")) for k in fp8_keys)
+    # per-row scales keep e4m3's 3-bit mantissa precision; a plain cast flushes small weights to zero
+    deq = dequantize_state_dict(state)
+    for k in fp8_keys:
+        err_scaled = (deq[k] - sd[k]).norm() / sd[k].norm()
+        err_cast = (sd[k].to(FP8_DTYPE).float() - sd[k]).norm() / sd[k].norm()
+        assert err_scaled < 0.05 and err_scaled < err_cast, k
+
+
+def test_fp8_file_without_scales_and_per_tensor_scales_load(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from nava_core.fp8 import SCALE_SUFFIX, dequantize_state_dict
+
+    cfg = NAVAConfig.tiny("fp32")
+    sd = init_golden_weights(cfg, seed=2)
+    plain = {}
+    for k, v in sd.items():
+        if k.startswith(("double_blocks.", "single_blocks.")) and k.endswith(".weight") and v.ndim == 2:
+            plain["backbone." + k] = (v * 100).to(FP8_DTYPE)
+            plain["backbone." + k[: -len("weight")] + SCALE_SUFFIX] = torch.tensor([0.01], dtype=torch.bfloat16)
+        else:
+            plain["backbone." + k] = v
+    save_file(plain, str(tmp_path / "per_tensor.safetensors"))
+    model = load_backbone_fp8(tmp_path / "per_tensor.safetensors", cfg)
+    deq = dequantize_state_dict(model.state_dict())
+    k = "double_blocks.0.self_attn.q.weight"
+    expected = plain["backbone." + k].float() * torch.tensor(0.01, dtype=torch.bfloat16).float()
+    assert torch.equal(deq[k], expected)
+    no_scale = {k: v for k, v in plain.items() if not k.endswith(SCALE_SUFFIX)}
+    save_file(no_scale, str(tmp_path / "no_scale.safetensors"))
+    deq2 = dequantize_state_dict(load_backbone_fp8(tmp_path / "no_scale.safetensors", cfg).state_dict())
+    assert torch.equal(deq2[k], plain["backbone." + k].float())
 
 
 def test_fp8_forward_equals_dequantised_model(tmp_path) -> None:
@@ -104,3 +141,16 @@ def test_convert_once_then_load_equals_converting_at_load(tmp_path) -> None:
     assert abs(saved - 3 * param_counts(cfg).block_linear) < 50_000  # headers differ slightly
     a, b = load_backbone_fp8(src, cfg).state_dict(), load_backbone_fp8(dst, cfg).state_dict()
     assert all(a[k].dtype == b[k].dtype and torch.equal(a[k].float(), b[k].float()) for k in a)
+
+
+def test_full_precision_profiles_dequantise_an_fp8_file(tmp_path) -> None:
+    from nava_core.fp8 import dequantize_state_dict
+    from nava_core.weights.checkpoint import load_backbone
+
+    cfg = NAVAConfig.tiny("fp32")
+    path = save_backbone_checkpoint(init_golden_weights(cfg, seed=4), tmp_path / "NAVA_fp8.safetensors", fp8=True)
+    resident = load_backbone(path, cfg)
+    expected = dequantize_state_dict(load_backbone_state_dict(path))
+    got = resident.state_dict()
+    assert set(got) == set(expected)
+    assert all(torch.equal(got[k], expected[k].float()) for k in got)

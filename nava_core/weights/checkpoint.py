@@ -97,7 +97,11 @@ def load_backbone(
     """Build `WanAVModel(config)` without allocating random weights and load `path` strictly."""
     from nava_core.model import WanAVModel
 
+    from nava_core.fp8 import dequantize_state_dict, has_fp8_tensors
+
     state = load_backbone_state_dict(path)
+    if has_fp8_tensors(state):  # an fp8 file (e.g. NAVA_fp8.safetensors) under a full-precision profile
+        state = dequantize_state_dict(state)
     with torch.device("meta"):
         model = WanAVModel(config)
     check_state_dict(state, model, str(path))
@@ -112,14 +116,18 @@ def _fp8_eligible(key: str, tensor: torch.Tensor) -> bool:
 
 
 def save_backbone_checkpoint(state_dict: dict[str, torch.Tensor], path: str | Path, fp8: bool = False) -> Path:
-    """Write the release format: safetensors, `backbone.`-prefixed keys (block matrices fp8 if asked)."""
+    """Write the release format: safetensors, `backbone.`-prefixed keys; with `fp8`, block matrices as
+    float8_e4m3fn plus a bf16 `weight_scale` per layer, as the release's `NAVA_fp8.safetensors`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from nava_core.fp8 import SCALE_SUFFIX, quantize_weight
+
     out = {}
     for k, v in state_dict.items():
         v = v.detach().cpu().contiguous()
         if fp8 and _fp8_eligible(k, v):
-            v = v.to(FP8_DTYPE)
+            v, scale = quantize_weight(v)
+            out[PREFIX + k[: -len("weight")] + SCALE_SUFFIX] = scale.contiguous()
         out[PREFIX + k] = v
     save_file(out, str(path), metadata={"format": "pt", "model": "nava_backbone"})
     return path
