@@ -51,7 +51,37 @@ def load_preset(name: str, root: Path | str | None = None) -> Project:
     path = _root(root) / "projects" / f"{_safe_name(name)}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no preset named {name!r} in {path.parent}")
-    return Project.from_json(path.read_text(encoding="utf-8"))
+    return resolve_media(Project.from_json(path.read_text(encoding="utf-8")), _root(root).parent)
+
+
+def resolve_media(project: Project, base: Path | str) -> Project:
+    """The project with relative voice/image paths made usable from the current working directory.
+
+    Presets name their media relative to their home (`assets/voices/mia_en.wav` is relative to the
+    parent of presets/: the repository root, or site-packages for an installed wheel, where the
+    `assets` folder ships beside `presets`). A relative path that exists under `base` becomes
+    absolute, so the studio, `nava-render batch` and renders find it from any working directory;
+    when the working directory *is* `base` the path already resolves and is left as written
+    (portable requests and stable goldens). Absolute paths and paths not found under `base` are
+    left alone.
+    """
+    base = Path(base).resolve()
+    try:
+        here = Path.cwd().resolve() == base
+    except OSError:  # the working directory was deleted
+        here = False
+    if here:
+        return project
+
+    def fix(p: str) -> str:
+        if not p or Path(p).is_absolute() or not (base / p).is_file():
+            return p
+        return str(base / p)
+
+    for member in project.cast:
+        member.voice_file = fix(member.voice_file)
+    project.image = fix(project.image)
+    return project
 
 
 def save_preset(project: Project, name: str, root: Path | str | None = None) -> Path:

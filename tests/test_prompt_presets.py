@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import wave
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from prompt_builder import (MODES, BundleError, CastMember, Project, apply_partial, compile_project, list_partials,
-                            list_presets, load_bundle, load_partial, load_preset, save_bundle)
+from prompt_builder import (MODES, PRESETS_DIR, BundleError, CastMember, Project, apply_partial, compile_project,
+                            lint_project, list_partials, list_presets, load_bundle, load_partial, load_preset,
+                            save_bundle)
 from prompt_builder.bundle import sniff_ok
 
 REQUIRED = {"two_person_dialogue", "single_speaker_to_camera", "silent_action_effects", "music_performance",
@@ -24,15 +26,66 @@ def test_required_presets_ship_and_validate() -> None:
     for name in names:
         p = load_preset(name)
         assert p.mode in MODES and p.seconds > 0
-        for member in p.cast:  # shipped presets reference existing files only
-            if member.voice_file:
-                assert member.voice_file.startswith("assets/voices/") and (REPO / member.voice_file).is_file()
+        assert lint_project(p) == [], name  # shipped presets are clean: no findings at all, not even no-voice
     assert load_preset("audio_only_voice").mode == "audio"
     portrait, square = load_preset("portrait_vlog"), load_preset("square_product")
     assert portrait.height > portrait.width and square.height == square.width
     assert compile_project(load_preset("two_person_dialogue")).text.count("<S>") == 2
     assert "<S>" not in compile_project(load_preset("silent_action_effects")).text
     assert "music" in compile_project(load_preset("music_performance")).text.lower()
+    assert any(load_preset(n).mode == "image_audio_video" for n in names)
+
+
+def _stored(name: str) -> dict:
+    return json.loads((PRESETS_DIR / "projects" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_shipped_preset_media_exist_and_pass_the_input_checks(name: str) -> None:
+    from nava_core.validation import check_audio_file, check_image_file
+
+    data = _stored(name)
+    spoken = {b["speaker"] for b in data["timeline"] if b["kind"] == "line"}
+    assert {c["id"] for c in data["cast"]} == spoken
+    for member in data["cast"]:  # every speaker has a voice, named relative to the repository root
+        assert member["voice_file"].startswith("assets/voices/"), member
+        info = check_audio_file(REPO / member["voice_file"], max_seconds=10)
+        assert info.duration_s >= 3.0
+    if data["mode"] == "image_audio_video":
+        assert data["image"].startswith("assets/images/")
+        img = check_image_file(REPO / data["image"])
+        assert (img.width, img.height) == (data["width"], data["height"])
+    else:
+        assert data["image"] == ""
+
+
+def test_preset_media_resolve_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # at the repository root the stored relative paths already resolve: kept as written
+    here = load_preset("cafe_first_frame")
+    assert here.image == "assets/images/cafe_two_people.png" and Path(here.image).is_file()
+    monkeypatch.chdir(tmp_path)  # anywhere else (the studio, a batch, a wheel install): absolute
+    for name in list_presets():
+        p = load_preset(name)
+        for path in [m.voice_file for m in p.cast] + ([p.image] if p.image else []):
+            assert Path(path).is_absolute() and Path(path).is_file(), (name, path)
+            assert Path(path).resolve().is_relative_to(REPO)
+    assert compile_project(load_preset("two_person_dialogue")).voices == [
+        str(REPO / "assets/voices/walt_en.wav"), str(REPO / "assets/voices/sam_en.wav")]
+
+
+def test_wheel_layout_resolves_media_beside_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed wheel puts presets/ and assets/ side by side in site-packages: paths resolve there."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(PRESETS_DIR, site / "presets")
+    shutil.copytree(REPO / "assets", site / "assets")
+    monkeypatch.chdir(tmp_path)
+    p = load_preset("zh_two_person_dialogue", root=site / "presets")
+    assert [m.voice_file for m in p.cast] == [str(site.resolve() / "assets/voices/wei_zh.wav"),
+                                              str(site.resolve() / "assets/voices/jun_zh.wav")]
+    missing = load_preset("portrait_vlog", root=site / "presets")
+    (site / "assets/voices/mia_en.wav").unlink()  # a file not found under the root is left as written
+    assert load_preset("portrait_vlog", root=site / "presets").cast[0].voice_file == "assets/voices/mia_en.wav"
+    assert Path(missing.cast[0].voice_file).is_absolute()
 
 
 def test_preset_names_are_checked() -> None:
