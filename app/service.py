@@ -171,15 +171,23 @@ class StudioService:
         except E.VoiceError as e:
             raise StudioError(f"{e}. What to do: upload 3-10 s of clear speech by this speaker.") from e
         stored = self._store(src, self.paths.voices)
-        preview = stored.with_suffix(".preview.wav")
-        if not preview.exists():
-            write_preview_wav(stored, preview)
+        preview = self._preview_for(stored)
         note = f"{info.duration_s:.1f} s"
         if info.duration_s < 3:
             note += " (short: 3-10 s of speech clones a voice better)"
         if info.warnings:
             note += " — " + "; ".join(info.warnings)
         return VoiceUpload(str(stored), str(preview), info.duration_s, note)
+
+    def _preview_for(self, voice: Path) -> Path:
+        """A browser-playable WAV of `voice` in the uploads folder (served by the page, and writable even
+        when the voice is a shipped asset in a read-only install), named by content: made once."""
+        digest = hashlib.sha256(voice.read_bytes()).hexdigest()[:16]
+        preview = self.paths.uploads / "previews" / f"{digest}.wav"
+        if not preview.exists():
+            preview.parent.mkdir(parents=True, exist_ok=True)
+            write_preview_wav(voice, preview)
+        return preview
 
     def voice_preview(self, stored: str) -> tuple[str | None, str]:
         """(playable preview, note) for a voice already in the data folder; used when rows re-render."""
@@ -188,10 +196,8 @@ class StudioService:
         path = Path(stored)
         if not path.exists():
             return None, f"⛔ the voice file {path.name} is gone; upload it again."
-        preview = path.with_suffix(".preview.wav")
         try:
-            if not preview.exists():
-                write_preview_wav(path, preview)
+            preview = self._preview_for(path)
             info = E.probe_voice(path)
         except Exception as e:  # noqa: BLE001
             return None, f"⛔ {e}"
