@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import time
 from typing import Any
 
 import gradio as gr
@@ -20,7 +21,7 @@ import prompt_builder as pb
 from app import builder as B
 from app import engine as E
 from app.service import StudioError, StudioService
-from app.timeline_view import table_rows, timeline_html
+from app.timeline_view import EditError, apply_edit, table_rows, timeline_html
 
 log = logging.getLogger(__name__)
 
@@ -260,3 +261,42 @@ def timeline_outputs(vals: list[Any]) -> tuple[str, list[list[Any]]]:
         return timeline_html(state["project"], B.effective_seconds(state)), table_rows(state["project"])
     except (pb.SchemaError, ValueError, TypeError) as e:
         return f'<div class="nava-lint-error">{html.escape(str(e))}</div>', []
+
+
+def timeline_edit(edit_text: str, vals: list[Any]) -> tuple[list[dict[str, Any]], str, list[list[Any]], str, bool]:
+    """A drag on the timeline (JSON edit, see timeline_view.apply_edit) applied to the builder state.
+
+    Returns the beats, the timeline HTML, the table rows, a message and whether the edit applied. A
+    refused edit keeps the beats exactly as given and says why; the timeline is re-drawn either way
+    (with a fresh stamp), so a refused drag's block goes back where it was.
+    """
+    n = len(B.FORM_KEYS)
+    beats = list(vals[n] or [])
+    stamp = str(time.monotonic_ns())
+    try:
+        state = state_of(vals)
+    except (pb.SchemaError, ValueError, TypeError) as e:
+        return beats, f'<div class="nava-lint-error">{html.escape(str(e))}</div>', [], f"Timeline edit refused: {e}", False
+    try:
+        project = apply_edit(state["project"], edit_text)
+    except (EditError, pb.SchemaError) as e:
+        project, ok, message = state["project"], False, f"Timeline edit refused: {e}"
+    else:
+        ok, message = True, "Timeline edit applied: " + _describe_edit(state["project"], project)
+    seconds = B.effective_seconds({**state, "project": project})
+    return (project["timeline"] if ok else beats), timeline_html(project, seconds, stamp), table_rows(project), message, ok
+
+
+def _describe_edit(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What changed, line by line, in the table's terms (line numbers, speakers, start times)."""
+    old = {(t.text, t.speaker): t for t in pb.estimate_timeline(pb.Project.from_dict(before))}
+    parts = []
+    for t in pb.estimate_timeline(pb.Project.from_dict(after)):
+        was = old.get((t.text, t.speaker))
+        if was is None:
+            parts.append(f"line {t.line_index + 1} now spoken by {t.speaker}, starts at {t.start:g} s")
+        elif was.line_index != t.line_index:
+            parts.append(f"line {was.line_index + 1} is now line {t.line_index + 1}, starts at {t.start:g} s")
+        elif abs(was.start - t.start) > 1e-6:
+            parts.append(f"line {t.line_index + 1} starts at {t.start:g} s")
+    return "; ".join(parts) or "nothing changed."

@@ -17,6 +17,7 @@ from nava_core.request import MAX_SEED, MAX_STEPS
 from app import builder as B
 from app import engine as E
 from app import handlers as H
+from app import timeline_view as TV
 from app.batch_tab import build_batch_tab
 from app.model_tab import build_model_tab
 from app.service import VOICE_EXTS, StudioError, StudioService
@@ -249,11 +250,15 @@ def build_ui(service: StudioService) -> gr.Blocks:
 
             # ============================== Cast & timeline ==============================
             with gr.Tab("Voice cast & timeline", id="timeline") as timeline_tab:
-                gr.Markdown("Lines on a time axis (estimated from the builder's text and delivery). Reorder and "
-                            "reassign lines here; the Studio tab follows.")
-                tl_html = gr.HTML(elem_id="timeline-html")
+                gr.Markdown("Lines on a time axis (estimated from the builder's text and delivery). Drag, reorder "
+                            "and reassign lines here; the Studio tab follows.")
+                tl_html = gr.HTML(elem_id="timeline-html", js_on_load=TV.DRAG_JS, css_template=TV.DRAG_CSS)
+                # the drag script writes its JSON edit here (see timeline_view.apply_edit); a script-set value fires
+                # .change (Gradio 6 fires a Textbox's .input from key events only)
+                tl_edit = gr.Textbox(visible="hidden", elem_id="timeline-edit", label="timeline edit")
+                tl_status = gr.Markdown(elem_id="timeline-status")
                 tl_table = gr.Dataframe(headers=["#", "start (s)", "end (s)", "speaker", "text"], interactive=False,
-                                        label="Lines")
+                                        label="Lines", elem_id="timeline-table")
                 with gr.Row():
                     tl_line = gr.Number(value=1, precision=0, label="Line #", minimum=1)
                     tl_up = gr.Button("Move up")
@@ -436,6 +441,15 @@ def build_ui(service: StudioService) -> gr.Blocks:
             ev(lambda *v: H.timeline_outputs(list(v)), all_inputs, [tl_html, tl_table], show_progress="hidden")
         timeline_tab.select(lambda cl: ([[c["id"], c.get("name", ""), c.get("voice", ""), c.get("voice_file", "")]
                                          for c in cl], gr.update(choices=[c["id"] for c in cl])), cast, [tl_cast, tl_speaker])
+
+        def _tl_edit(text: str, r: int, *v: Any):
+            new_beats, picture, rows, message, ok = H.timeline_edit(text, list(v))
+            if not ok:
+                gr.Warning(message)
+            return new_beats, r + 1 if ok else r, picture, rows, message
+
+        tl_edit.change(_tl_edit, [tl_edit, rev, *all_inputs], [beats, rev, tl_html, tl_table, tl_status],
+                      api_visibility="private", show_progress="hidden")
 
         def _tl_move(delta: int):
             def fn(bl: list[dict[str, Any]], n: float, r: int):
