@@ -373,7 +373,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
         form["image"].upload(_image, [form["image"], form["mode"]], [form["image"], form["mode"], form["bucket"], image_note])
 
         def _load_preset(name: str, r: int):
-            state = H.load_preset_state(name)
+            state = service.adopt_media(H.load_preset_state(name))
             return [*H.form_updates(state), r + 1]
 
         load_preset_btn.click(_load_preset, [preset, rev], [*form_list, beats, cast, rev])

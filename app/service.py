@@ -161,6 +161,20 @@ class StudioService:
             tmp.replace(dst)
         return dst
 
+    def adopt_media(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Copy a loaded preset's voice files and image into the data folder and point the state at the
+        copies: the page may only serve the data folder, and shipped assets may sit in a read-only
+        install. Missing files are left as they are (lint reports them)."""
+        project = state.get("project") or {}
+        for member in project.get("cast") or []:
+            src = member.get("voice_file")
+            if src and Path(src).is_file():
+                member["voice_file"] = str(self._store(src, self.paths.voices))
+        image = project.get("image")
+        if image and Path(image).is_file():
+            project["image"] = str(self._store(image, self.paths.images))
+        return state
+
     def add_voice(self, upload: str | Path) -> VoiceUpload:
         """Check a voice upload (any format) and keep a copy; raises StudioError saying what to do."""
         src = Path(upload)

@@ -253,3 +253,18 @@ def test_gpus_above_one_render_through_the_worker_group(tmp_path):
         assert probe(files.mp4).frames == 13
     finally:
         engine.unload()
+
+
+def test_loading_a_preset_copies_its_voices_and_image_into_the_data_folder(service):
+    from app import handlers as H
+
+    state = service.adopt_media(H.load_preset_state("cafe_first_frame"))
+    project = state["project"]
+    files = [m["voice_file"] for m in project["cast"]] + [project["image"]]
+    home = service.paths.home.resolve()
+    assert len(files) == 3
+    for f in files:
+        p = Path(f)
+        assert p.is_file() and home in p.resolve().parents
+    preview, note = service.voice_preview(files[0])
+    assert preview and home in Path(preview).resolve().parents and note.startswith("Voice:")
