@@ -6,67 +6,19 @@ Screenshots of the builder, the progress and the result go to tests/_artifacts/.
 from __future__ import annotations
 
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "tests" / "_artifacts"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def studio(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "NAVA_STUDIO_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "studio.log", "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--weights", "tiny", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - t0 > 60:
-                    raise AssertionError((tmp_path / "studio.log").read_text()[-3000:])
-                time.sleep(0.25)
-        yield url, time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
-
+from .conftest import ARTIFACTS, studio_page
 
 @pytest.mark.slow
 def test_render_preset_from_a_click(studio):
-    av = pytest.importorskip("av")
-    from playwright.sync_api import sync_playwright
+    import av
 
     url, startup_s = studio
     assert startup_s < 20, f"the studio took {startup_s:.1f} s to serve"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, wait_until="load")
-        page.wait_for_selector("#render-btn", timeout=60_000)
+    with studio_page(url) as page:
         assert "random" in page.locator("#nava-banner").inner_text()
         page.click("#load-preset")
         page.wait_for_timeout(1500)
@@ -108,7 +60,6 @@ def test_render_preset_from_a_click(studio):
         page.wait_for_timeout(1000)
         model_text = page.inner_text("body")
         page.screenshot(path=str(ARTIFACTS / "studio_model.png"), full_page=True)
-        browser.close()
     assert "done" in history_text  # the render is listed in the History tab
     assert "group_offload" in model_text and "GB" in model_text  # real profile names, computed download size
 
@@ -129,15 +80,9 @@ def _choose(page, elem_id: str, value: str) -> None:
 @pytest.mark.slow
 def test_audio_only_preset_renders_playable_audio(studio):
     """Issue 9 done-when: the audio-only preset renders from a click to a playable <audio> and its picture."""
-    from playwright.sync_api import sync_playwright
-
     url, _ = studio
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(url, wait_until="load")
-        page.wait_for_selector("#render-btn", timeout=60_000)
+    with studio_page(url) as page:
         _choose(page, "preset", "audio_only_voice")
         page.click("#load-preset")
         page.wait_for_function("document.querySelector('#prompt-text textarea').value.length > 20", timeout=20_000)
@@ -165,7 +110,6 @@ def test_audio_only_preset_renders_playable_audio(studio):
         page.wait_for_timeout(1000)
         page.screenshot(path=str(ARTIFACTS / "studio_audio_result.png"), full_page=True)
         body = page.request.get(src).body()
-        browser.close()
     assert info["error"] is None and info["ready"] >= 1 and info["duration"] > 0.5, info
     assert info["can"] in ("maybe", "probably")
     assert body[:4] == b"RIFF" and body[8:12] == b"WAVE"  # a real WAV file, served to the page

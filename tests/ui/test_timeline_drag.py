@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .test_studio_browser import ARGS, ARTIFACTS, CHROMIUM, studio  # noqa: F401 - studio is the fixture
+from .conftest import ARTIFACTS, studio_page
 
 
 def _table(page) -> list[list[str]]:
@@ -26,16 +26,10 @@ def _prompt(page) -> str:
 
 
 @pytest.mark.slow
-def test_drag_line_to_retime_and_reassign(studio):  # noqa: F811 - the fixture
-    from playwright.sync_api import sync_playwright
-
+def test_drag_line_to_retime_and_reassign(studio):
     url, _ = studio
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(url, wait_until="load")
-        page.wait_for_selector("#render-btn", timeout=60_000)
+    with studio_page(url, height=1000) as page:
         page.wait_for_function("document.querySelector('#prompt-text textarea').value.includes('<S>')", timeout=20_000)
         prompt_before = _prompt(page)
         page.get_by_role("tab", name="Voice cast & timeline").click()
@@ -66,7 +60,6 @@ def test_drag_line_to_retime_and_reassign(studio):  # noqa: F811 - the fixture
         lanes_b = page.locator('#timeline-html .nava-lane[data-speaker="B"] .nava-clip').count()
         page.screenshot(path=str(ARTIFACTS / "timeline_after.png"))
         prompt_after = _prompt(page)
-        browser.close()
 
     assert [r[3] for r in after[:2]] == ["A", "A"], after  # reassigned to the lane it was dropped on
     assert after[1][4] == before[1][4]  # same line, same place in the order
