@@ -18,20 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nava_core.config import TINY_PREVIEW_SIZES, nearest_bucket
+from nava_core.config import (
+    MEMORY_PROFILE_ALIASES,
+    MEMORY_PROFILE_NAMES,
+    TINY_PREVIEW_SIZES,
+    nearest_bucket,
+)
+from nava_core.config import valid_gpu_counts as _gpu_divisors
 from nava_core.progress import CancelToken, ProgressEvent
 from nava_core.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
-# The profile names of nava_core.memory.MEMORY_PROFILES, listed here because importing that module
-# imports torch (seconds) and the page must be served before any torch import; a test keeps the two
-# lists equal. "auto" picks from the detected GPU.
-ENGINE_PROFILES: tuple[str, ...] = ("resident", "t5_offload", "fp8", "group_offload")
+# From nava_core.config, not nava_core.memory: that module imports torch (seconds) and the page must
+# be served before any torch import. "auto" picks from the detected GPU.
+ENGINE_PROFILES: tuple[str, ...] = MEMORY_PROFILE_NAMES
 MEMORY_PROFILES: tuple[str, ...] = ("auto", *ENGINE_PROFILES)
-# The first studio's names, still accepted (`--memory-profile low`); nava_core.memory.ALIASES maps them.
-PROFILE_ALIASES: tuple[str, ...] = ("high", "balanced", "low")
-_ALIAS_TO_PROFILE = {"high": "resident", "balanced": "t5_offload", "low": "fp8"}
+# The first studio's names, still accepted (`--memory-profile low`).
+PROFILE_ALIASES: tuple[str, ...] = tuple(MEMORY_PROFILE_ALIASES)
+_ALIAS_TO_PROFILE = MEMORY_PROFILE_ALIASES
 
 
 def canonical_profile(name: str | None) -> str:
@@ -227,12 +232,9 @@ def detect_gpus(use_engine: bool = False) -> list[str]:
 
 
 def valid_gpu_counts(available: int | None = None) -> list[int]:
-    """GPU counts a render may use: divisors of the head count up to the GPUs present (nvidia-smi, no torch).
-
-    The same rule as `nava_core.parallel.valid_gpu_counts` (a test checks they agree).
-    """
+    """GPU counts a render may use: divisors of the head count up to the GPUs present (nvidia-smi, no torch)."""
     n = len(detect_gpus()) if available is None else available
-    return [k for k in range(1, max(1, n) + 1) if NUM_HEADS % k == 0]
+    return _gpu_divisors(n, NUM_HEADS)
 
 
 def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: int | None = None) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import torch
 
-from nava_core.config import NAVAConfig, token_counts
+from nava_core.config import MEMORY_PROFILE_ALIASES, MEMORY_PROFILE_NAMES, NAVAConfig, token_counts
 from nava_core.guidance import plan_branches
 from nava_core.request import RenderRequest
 
@@ -79,9 +79,11 @@ MEMORY_PROFILES: Mapping[str, MemoryProfile] = MappingProxyType({
         "(small cards; ~3.5x slower)", 0, offload_text_encoder=True, group_offload_backbone=True,
         vae_tiling=True, reference_s_per_step=3.5),
 })
-PROFILE_NAMES: tuple[str, ...] = tuple(MEMORY_PROFILES)
+PROFILE_NAMES: tuple[str, ...] = MEMORY_PROFILE_NAMES
+if tuple(MEMORY_PROFILES) != PROFILE_NAMES:
+    raise RuntimeError("nava_core.config.MEMORY_PROFILE_NAMES and the memory profile registry disagree")
 # Aliases the studio's first UI used ("high/balanced/low").
-ALIASES: Mapping[str, str] = MappingProxyType({"high": "resident", "balanced": "t5_offload", "low": "fp8"})
+ALIASES: Mapping[str, str] = MappingProxyType(MEMORY_PROFILE_ALIASES)
 
 
 def resolve_profile_name(name: str, gpu_bytes: int | None = None) -> str:

@@ -58,9 +58,11 @@ VIDEO, AUDIO = 0, 1
 
 def valid_gpu_counts(num_heads: int = 24, available: int | None = None) -> list[int]:
     """GPU counts the UI may offer: divisors of the head count, up to the GPUs available (default: detected)."""
+    from nava_core.config import valid_gpu_counts as _divisors
+
     if available is None:
         available = torch.cuda.device_count() if torch.cuda.is_available() else 1
-    return [n for n in range(1, max(1, available) + 1) if num_heads % n == 0]
+    return _divisors(available, num_heads)
 
 
 # ---- Ulysses ---------------------------------------------------------------------------------------
