@@ -424,9 +424,6 @@ def _backbone_config(root: Path, checkpoint: Path, precision: str) -> NAVAConfig
 
 def _checkpoint_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor shapes from a safetensors header (keys without the `backbone.` prefix); {} for other files."""
-    if path.suffix != ".safetensors":
-        return {}
-    with open(path, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(n))
-    return {k.removeprefix("backbone."): v["shape"] for k, v in header.items() if isinstance(v, dict) and "shape" in v}
+    from nava_core.weights.sets import safetensors_header
+
+    return {k.removeprefix("backbone."): v["shape"] for k, v in safetensors_header(path).items()}

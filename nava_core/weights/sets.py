@@ -182,16 +182,22 @@ def _check(spec: WeightFile, root: Path) -> FileStatus:
     return FileStatus(spec, None)
 
 
-def is_fp8_checkpoint(path: Path) -> bool:
-    """True when a safetensors backbone stores float8 tensors (read from the header, no weights loaded)."""
+def safetensors_header(path: Path) -> dict[str, dict]:
+    """Tensor entries (dtype, shape, offsets) of a safetensors file, read without loading any weight;
+    {} for other or unreadable files."""
     if path.suffix != ".safetensors" or not path.is_file():
-        return False
+        return {}
     with open(path, "rb") as fh:
         n = int.from_bytes(fh.read(8), "little")
         if n <= 0 or n > 100 * MB:
-            return False
+            return {}
         header = json.loads(fh.read(n))
-    return any(isinstance(v, dict) and str(v.get("dtype", "")).startswith("F8") for v in header.values())
+    return {k: v for k, v in header.items() if isinstance(v, dict) and "dtype" in v}
+
+
+def is_fp8_checkpoint(path: Path) -> bool:
+    """True when a safetensors backbone stores float8 tensors (read from the header, no weights loaded)."""
+    return any(str(v["dtype"]).startswith("F8") for v in safetensors_header(path).values())
 
 
 def inspect_weights(root: str | os.PathLike) -> WeightReport:
