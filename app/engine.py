@@ -91,7 +91,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
     """Inspect a weights folder (present / missing files) without loading anything."""
     folder = Path(folder).expanduser()
     try:
-        sets = _module("nava_core.weights.sets")
+        sets = _module("nava_core.weights.layouts")
     except EngineUnavailable as e:
         return WeightStatus(str(folder), False, [], ["(weight inspection is not available)"], str(e))
     try:
@@ -106,7 +106,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
 def download_size_text() -> str:
     """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
     try:
-        sets = _module("nava_core.weights.sets")
+        sets = _module("nava_core.weights.layouts")
     except EngineUnavailable:
         return "tens of GB"
     files = sets.RELEASE_LAYOUT.files
@@ -118,18 +118,15 @@ def download_size_text() -> str:
 
 def download_speaker_encoder(progress: Callable[[str, float], None] | None = None) -> Path:
     """Fetch the ReDimNet checkpoint into the torch.hub cache, where every weights folder finds it."""
-    sets = _module("nava_core.weights.sets")
-    import os
-
-    home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
-    return sets.download_speaker_encoder(home / "hub" / "checkpoints" / sets.REDIMNET_FILE, progress)
+    download = _module("nava_core.weights.download")
+    layouts = _module("nava_core.weights.layouts")
+    return download.download_speaker_encoder(layouts.torch_hub_checkpoint_path(), progress)
 
 
 def hub_snapshot_folder() -> Path | None:
     """The release's snapshot in the local Hugging Face cache (a Space's `preload_from_hub`), if any."""
     try:
-        sets = _module("nava_core.weights.sets")
-        snap = sets.hub_snapshot()
+        snap = _module("nava_core.weights.download").hub_snapshot()
     except Exception as e:  # noqa: BLE001 - no snapshot is the common case
         log.debug("no Hub snapshot: %s", e)
         return None
@@ -142,8 +139,7 @@ def download_weights(folder: str | Path, progress: Callable[[str, float], None] 
     `progress(message, fraction)`; raises the engine's HubUnreachableError with a message that says
     what to do when the Hub cannot be reached.
     """
-    sets = _module("nava_core.weights.sets")
-    sets.download_weights(Path(folder).expanduser(), progress=progress)
+    _module("nava_core.weights.download").download_weights(Path(folder).expanduser(), progress=progress)
     return weight_status(folder)
 
 

@@ -364,7 +364,7 @@ def _finish(queue: Any, plan: BatchPlan) -> int:
 
 def _is_tiny_folder(weights: Any) -> bool:
     try:
-        from nava_core.weights.sets import inspect_weights
+        from nava_core.weights.layouts import inspect_weights
 
         return bool(getattr(inspect_weights(Path(str(weights))), "is_tiny", False))
     except Exception:  # noqa: BLE001 - only picks the estimate's rates

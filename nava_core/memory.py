@@ -241,7 +241,7 @@ def load_backbone_for_profile(path: Any, config: NAVAConfig, device: str | torch
     resolved = profile_for_device(name, device)
     profile = MEMORY_PROFILES[resolved]
     if profile.fp8_backbone:
-        from nava_core.fp8 import load_backbone_fp8
+        from nava_core.weights.checkpoint import load_backbone_fp8
 
         return load_backbone_fp8(path, config, device)
     return load_backbone(path, config=config, device="cpu" if profile.group_offload_backbone else device)

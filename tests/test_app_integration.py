@@ -133,7 +133,7 @@ def test_estimate_is_labelled_and_grows_with_steps():
 
 
 def test_download_size_is_computed_from_the_release_layout():
-    from nava_core.weights.sets import RELEASE_LAYOUT
+    from nava_core.weights.layouts import RELEASE_LAYOUT
 
     total = sum(f.approx_bytes for f in RELEASE_LAYOUT.files) / 1e9
     text = E.download_size_text()
@@ -141,7 +141,7 @@ def test_download_size_is_computed_from_the_release_layout():
 
 
 def _release_like(folder: Path, skip: tuple[str, ...] = ()) -> Path:
-    from nava_core.weights.sets import RELEASE_LAYOUT
+    from nava_core.weights.layouts import RELEASE_LAYOUT
 
     for f in RELEASE_LAYOUT.files:
         if f.component in skip:

@@ -52,7 +52,7 @@ def _inputs(seed: int) -> list[dict]:
 
 def _model(precision: str):
     from nava_core.model import WanAVModel
-    from nava_core.weights.checkpoint import init_golden_weights
+    from nava_core.weights.tiny import init_golden_weights
 
     cfg = NAVAConfig.tiny(precision)
     model = WanAVModel(cfg)
