@@ -132,7 +132,7 @@ def test_convert_once_then_load_equals_converting_at_load(tmp_path) -> None:
     cfg = NAVAConfig.tiny("fp32")
     src = save_backbone_checkpoint(init_golden_weights(cfg, seed=4), tmp_path / "NAVA.safetensors")
     dst = convert_checkpoint_to_fp8(src, tmp_path / "NAVA_fp8.safetensors")
-    from nava_core.memory import param_counts
+    from nava_core.estimate import param_counts
 
     saved = src.stat().st_size - dst.stat().st_size  # 3 bytes per block matrix element (fp32 -> fp8)
     assert abs(saved - 3 * param_counts(cfg).block_linear) < 50_000  # headers differ slightly
