@@ -248,29 +248,13 @@ class VoiceError(ValueError):
 
 def probe_voice(path: str | Path) -> VoiceInfo:
     """Decode a voice upload (any format) the way the engine will, to catch bad files at upload time."""
-    try:
-        audio_io = importlib.import_module("nava_core.components.audio_io")
-    except ImportError:
-        audio_io = None
-    if audio_io is not None:
-        try:
-            loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
-        except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
-            raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
-        return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(getattr(loaded, "warnings", ()) or ()))
-    from app.media import decode_audio  # fallback until the engine's audio_io lands
+    from nava_core.components.audio_io import load_audio
 
     try:
-        samples, sr = decode_audio(path)
-    except Exception as e:  # noqa: BLE001
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is not a readable audio file ({e})") from e
-    duration = samples.shape[-1] / sr if sr else 0.0
-    if duration < 1.0:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is {duration:.2f} s long; use 3-10 s of speech")
-    if float(abs(samples).max(initial=0.0)) < 1e-4:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is silent")
-    warnings = ("longer than 30 s: only the first 30 s are used",) if duration > 30 else ()
-    return VoiceInfo(duration, sr, warnings)
+        loaded = load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
+    except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
+    return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings))
 
 
 # ---- rendering -----------------------------------------------------------------------------------

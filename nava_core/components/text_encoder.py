@@ -26,6 +26,9 @@ from pathlib import Path
 
 import torch
 
+from nava_core.statedict import require_state_dict
+from prompt_builder.text import SPAN_RE  # the prompt format's one span rule
+
 logger = logging.getLogger(__name__)
 
 SPEAKER_TOKEN = "<extra_id_2>"
@@ -34,7 +37,6 @@ RELEASE_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 TOKENIZER_DIR = "tokenizer"
 UMT5_XXL_VOCAB = 256384
 
-_SPAN_RE = re.compile(r"<S>(.*?)<E>", re.DOTALL)
 _S_WITHOUT_SPEAKER_RE = re.compile(r"<S>(?!" + re.escape(SPEAKER_TOKEN) + ")")
 
 
@@ -110,7 +112,7 @@ def prepare_prompt(text: str) -> str:
 
 def speech_spans(text: str) -> list[tuple[int, int, str]]:
     """`(start, end, line)` character ranges of the `<S>...<E>` spans, in order."""
-    return [(m.start(), m.end(), m.group(1)) for m in _SPAN_RE.finditer(text)]
+    return [(m.start(), m.end(), m.group(1)) for m in SPAN_RE.finditer(text)]
 
 
 # ------------------------------------------------------------------------------- configs and key maps
@@ -250,23 +252,8 @@ def _describe(keys: list[str], limit: int = 8) -> str:
 
 def check_release_state_dict(state_dict: dict[str, torch.Tensor], config, source: str) -> None:
     """Strict check against the expected key set and shapes; raises naming the file and the problem."""
-    expected = release_key_shapes(config)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys ({_describe(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_describe(unexpected)})")
-    wrong = [
-        f"{k}: {tuple(state_dict[k].shape)} instead of {expected[k]}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != expected[k]
-    ]
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches ({_describe(wrong, 4)})")
-    if problems:
-        raise TextEncoderLoadError(f"{source}: not a valid umT5 encoder checkpoint: " + "; ".join(problems))
+    require_state_dict(state_dict, release_key_shapes(config), f"{source}: not a valid umT5 encoder checkpoint",
+                       TextEncoderLoadError)
 
 
 def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -364,9 +351,7 @@ class TextEncoder:
         converted["encoder.embed_tokens.weight"] = converted["shared.weight"]
         with torch.device("meta"):
             model = UMT5EncoderModel(config)
-        result = model.load_state_dict(converted, strict=True, assign=True)
-        if result.missing_keys or result.unexpected_keys:  # strict=True raises first; kept as a guard
-            raise TextEncoderLoadError(f"{source}: {result}")
+        model.load_state_dict(converted, strict=True, assign=True)
         model.encoder.embed_tokens = model.shared
         return cls(model, _load_tokenizer(tokenizer_dir))
 
