@@ -182,9 +182,7 @@ _BLOCK_MAP = {
     "ffn.fc1.weight": "layer.1.DenseReluDense.wi_1.weight",
     "ffn.fc2.weight": "layer.1.DenseReluDense.wo.weight",
 }
-_BLOCK_MAP_INV = {v: k for k, v in _BLOCK_MAP.items()}
 _BLOCK_RE = re.compile(r"blocks\.(\d+)\.(.+)")
-_HF_BLOCK_RE = re.compile(r"encoder\.block\.(\d+)\.(.+)")
 
 
 def release_to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -199,21 +197,6 @@ def release_to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, to
             out["encoder.final_layer_norm.weight"] = value
         elif (m := _BLOCK_RE.fullmatch(key)) and m.group(2) in _BLOCK_MAP:
             out[f"encoder.block.{m.group(1)}.{_BLOCK_MAP[m.group(2)]}"] = value
-        else:
-            raise KeyError(key)
-    return out
-
-
-def transformers_to_release(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`UMT5EncoderModel` keys -> Wan T5 keys (the inverse of `release_to_transformers`)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key in ("shared.weight", "encoder.embed_tokens.weight"):
-            out["token_embedding.weight"] = value
-        elif key == "encoder.final_layer_norm.weight":
-            out["norm.weight"] = value
-        elif (m := _HF_BLOCK_RE.fullmatch(key)) and m.group(2) in _BLOCK_MAP_INV:
-            out[f"blocks.{m.group(1)}.{_BLOCK_MAP_INV[m.group(2)]}"] = value
         else:
             raise KeyError(key)
     return out
@@ -544,7 +527,6 @@ __all__ = [
     "release_key_shapes",
     "release_to_transformers",
     "speech_spans",
-    "transformers_to_release",
     "umt5_xxl_config",
     "write_tiny_text_encoder",
 ]
