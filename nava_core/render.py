@@ -74,8 +74,6 @@ def render_to_files(
     cancel: CancelToken | None = None,
 ) -> RenderOutputs:
     """Render and write every output atomically; a cancelled render leaves no file behind."""
-    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav
-
     progress = progress or null_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +81,8 @@ def render_to_files(
     if cancel is not None and cancel.cancelled:
         raise RenderCancelled("render cancelled")
     progress(ProgressEvent("writing"))
+    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav  # PyAV: not before it is needed
+
     t0 = time.perf_counter()
     stem = unique_stem(out_dir, request)
     req_json = request.to_json()
