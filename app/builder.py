@@ -202,6 +202,24 @@ def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def lint_request(request: RenderRequest) -> list[dict[str, str]]:
+    """The same lint as the builder, for a request of any origin (studio, API, batch): its project
+    when the prompt is that project's compiled text, else the prompt text itself."""
+    findings: list[Any] = []
+    project = None
+    if request.project:
+        try:
+            project = pb.Project.from_dict(request.project)
+        except (pb.SchemaError, ValueError, TypeError):
+            project = None
+    if project is not None and pb.compile_project(project).text.strip() == request.prompt.strip():
+        findings = list(pb.lint_project(project, request.seconds))
+    else:
+        findings = list(pb.lint_text(request.prompt, request.seconds))
+    return [{"severity": str(f.severity), "where": str(f.where), "message": str(f.message), "fix": str(f.fix or "")}
+            for f in findings]
+
+
 def effective_seconds(state: dict[str, Any]) -> float:
     """What NAVA will render: video durations snap to whole latent frames; audio is capped at 40.96 s."""
     seconds = float(state["project"].get("seconds") or 6.0)
