@@ -242,7 +242,7 @@ def test_gpus_above_one_render_through_the_worker_group(tmp_path):
     try:
         req = RenderRequest(prompt="Waves on a beach, gulls overhead.", width=160, height=96, seconds=0.5, steps=2,
                             gpus=2)
-        files = engine.render(req, tmp_path / "out")
+        files = engine.render(engine.finalize(req), tmp_path / "out")
         assert type(engine.pipeline()).__name__ == "WorkerGroup"
         assert probe(files.mp4).frames == 13
     finally:
