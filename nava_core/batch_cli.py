@@ -249,9 +249,9 @@ def _err(msg: str) -> None:
 
 @dataclass
 class _Interrupt:
-    """Ctrl-C cancels the running render at its next step; the queue keeps the rest for a re-run."""
+    """Ctrl-C stops the worker (the running render at its next step); the queue keeps the rest for a re-run."""
 
-    token: CancelToken
+    worker: Any
     previous: Any = None
 
     def __enter__(self) -> "_Interrupt":
@@ -260,10 +260,10 @@ class _Interrupt:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.token.cancelled:
+        if self.worker.stopping:
             raise KeyboardInterrupt
         _err("stopping after cancelling the current render (Ctrl-C again to quit at once)")
-        self.token.cancel()
+        self.worker.request_stop()
 
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
@@ -272,7 +272,7 @@ class _Interrupt:
 
 def run_batch_cli(args: argparse.Namespace) -> int:
     """`nava-render batch FILE`: 0 all done, 1 some failed (listed), 2 invalid batch, 3 weights failed."""
-    from nava_core.jobs import JobQueue, run_one
+    from nava_core.jobs import JobQueue, Worker
 
     out = Path(args.out)
     tiny = str(args.weights) == "tiny" or _is_tiny_folder(args.weights)
@@ -301,7 +301,11 @@ def run_batch_cli(args: argparse.Namespace) -> int:
                   + (f", retrying {len(retry)} failed/cancelled" if retry else ""), file=sys.stderr)
         else:
             queue.enqueue_many(plan.jobs, batch_id=plan.batch_id)
-        report = queue.recover(out_root=out)
+        pipe: list[Any] = []  # loaded below, only when there is work: the worker renders through it
+        lines: dict[int, tuple[JobLine, float]] = {}
+        worker = Worker(queue, lambda req, tmp, prog, cancel: make_render_fn(pipe[0])(req, tmp, prog, cancel), out,
+                        on_progress=lambda ev: lines[worker.current][0](ev) if worker.current in lines else None)
+        report = worker.recovered
         if report.changed:
             print(f"recovered after a crash: {len(report.requeued)} re-queued, {len(report.adopted)} finished "
                   f"renders adopted, {len(report.failed)} failed (retry limit)", file=sys.stderr)
@@ -315,35 +319,35 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         from nava_core.pipeline import NAVAPipeline
 
         try:
-            pipe = NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None))
+            pipe.append(NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None)))
         except (FileNotFoundError, ValueError, OSError) as e:
             _err(f"cannot load weights: {e}")
             return 3
-        render_fn = make_render_fn(pipe)
         order = {j.id: i for i, j in enumerate(queue.list(batch_id=plan.batch_id), 1)}
-        cancel = CancelToken()
         durations: list[float] = []
-        with _Interrupt(cancel):
-            while not cancel.cancelled:
-                job = queue.claim()
-                if job is None:
-                    break
-                idx = order.get(job.id)
-                line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
-                events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
-                t0 = time.perf_counter()
-                state = run_one(queue, job, render_fn, out, progress=line, cancel=cancel)
-                dt = time.perf_counter() - t0
-                final = queue.get(job.id)
-                events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
-                if state == "done":
-                    durations.append(dt)
-                    left = len(queue.list(states=("queued",)))
-                    eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
-                    line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
-                else:
-                    line.end(f"{state}: {final.error if final else ''}")
-        if cancel.cancelled:
+
+        def on_start(job: Any) -> None:
+            idx = order.get(job.id)
+            line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
+            lines[job.id] = (line, time.perf_counter())
+            events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
+
+        def on_end(job: Any, state: str) -> None:
+            line, t0 = lines.pop(job.id)
+            dt = time.perf_counter() - t0
+            final = queue.get(job.id)
+            events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
+            if state == "done":
+                durations.append(dt)
+                left = len(queue.list(states=("queued",)))
+                eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
+                line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
+            else:
+                line.end(f"{state}: {final.error if final else ''}")
+
+        with _Interrupt(worker):
+            worker.run(stop_when_empty=True, on_start=on_start, on_end=on_end)
+        if worker.stopping:
             _err(f"stopped; re-run the same command to resume ({len(queue.list(states=('queued',)))} job(s) queued)")
         return _finish(queue, plan)
     finally:

@@ -809,10 +809,11 @@ class Worker:
 
     def __init__(self, queue: JobQueue, render_fn: RenderFn, out_root: str | os.PathLike[str],
                  on_change: Callable[[int], None] | None = None, poll_s: float = 0.25,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, on_progress: ProgressCallback | None = None) -> None:
         self.queue, self.render_fn, self.out_root = queue, render_fn, Path(out_root)
         self.out_root.mkdir(parents=True, exist_ok=True)
         self.on_change = on_change or (lambda job_id: None)
+        self.on_progress = on_progress
         self.poll_s, self.max_attempts = poll_s, max_attempts
         self.current: int | None = None
         self.event: ProgressEvent | None = None  # the running job's latest progress
@@ -836,12 +837,20 @@ class Worker:
         with self._cond:
             self._cond.notify_all()
 
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop claiming, cancel the render in progress (it stays resumable); True once the thread ended."""
+    @property
+    def stopping(self) -> bool:
+        return self._cancel.cancelled
+
+    def request_stop(self) -> None:
+        """Stop claiming and cancel the render in progress at its next step (it goes back in line)."""
         self._cancel.cancel()
         if self._job_cancel is not None:
             self._job_cancel.cancel()
         self.wake()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """`request_stop`, then wait for the background thread; True once it ended."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -911,6 +920,8 @@ class Worker:
 
     def _progress(self, ev: ProgressEvent) -> None:
         self.event = ev
+        if self.on_progress is not None:
+            self.on_progress(ev)
 
     def _changed(self, job_id: int) -> None:
         try:
