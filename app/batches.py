@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import quote
 
-from nava_core.batch import BatchDefinition, BatchItem, PlannedJob, expand_batch
-from nava_core.batch_cli import batch_id_for, check_files, fmt_seconds
+from nava_core.batch import BatchDefinition, BatchItem, PlannedJob, batch_id_for, check_files, expand_batch, fmt_seconds
+
 from nava_core.estimate import render_seconds
 from nava_core.config import BUCKETS
 from nava_core.jobs import Job

@@ -1,9 +1,7 @@
-"""The one seam between the studio and the engine: every call into nava_core goes through here.
+"""The one seam between the studio and the engine: every call into nava_core's heavy modules goes here.
 
-Nothing else in `app/` imports engine internals or touches tensors. The engine lands in parallel with
-the studio, so each entry point imports its engine module lazily and turns an absent module into an
-`EngineUnavailable` message instead of a crash: the studio always starts, and the Model tab says what
-is missing.
+Nothing else in `app/` imports engine internals or touches tensors. Each entry point imports its engine
+module when it is first used (`_module`), so the page is served before torch or diffusers are imported.
 """
 
 from __future__ import annotations
@@ -35,26 +33,9 @@ PRECISIONS: tuple[str, ...] = ("nava", "fp32")
 RELEASE_REPO = "ernie-research/NAVA"
 
 
-class EngineUnavailable(RuntimeError):
-    """An engine module this action needs is not installed in this build."""
-
-
 def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise EngineUnavailable(
-            f"This build has no {name} yet ({e}); the studio runs, but this action needs the engine. "
-            "Update NAVA Studio (git pull) and restart."
-        ) from e
-
-
-def has_module(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-        return True
-    except ImportError:
-        return False
+    """An engine module, imported on first use (torch and diffusers stay off the startup path)."""
+    return importlib.import_module(name)
 
 
 # ---- weights -------------------------------------------------------------------------------------
@@ -77,11 +58,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
     """Inspect a weights folder (present / missing files) without loading anything."""
     folder = Path(folder).expanduser()
     try:
-        sets = _module("nava_core.weights.layouts")
-    except EngineUnavailable as e:
-        return WeightStatus(str(folder), False, [], ["(weight inspection is not available)"], str(e))
-    try:
-        report = sets.inspect_weights(folder)
+        report = _module("nava_core.weights.layouts").inspect_weights(folder)
     except Exception as e:  # noqa: BLE001 - an unreadable folder is reported, not raised
         return WeightStatus(str(folder), False, [], [f"cannot inspect {folder}: {e}"], f"cannot inspect {folder}: {e}")
     missing = [f"{m.spec.description} ({m.spec.path})" for m in report.missing]
@@ -91,10 +68,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
 
 def download_size_text() -> str:
     """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
-    try:
-        sets = _module("nava_core.weights.layouts")
-    except EngineUnavailable:
-        return "tens of GB"
+    sets = _module("nava_core.weights.layouts")
     files = sets.RELEASE_LAYOUT.files
     default = sum(f.approx_bytes for f in files)  # download_weights' default: bf16/fp32 backbone, no fp8 file
     backbone = sets.RELEASE_LAYOUT.file_for("backbone").approx_bytes
@@ -248,29 +222,12 @@ class VoiceError(ValueError):
 
 def probe_voice(path: str | Path) -> VoiceInfo:
     """Decode a voice upload (any format) the way the engine will, to catch bad files at upload time."""
+    audio_io = _module("nava_core.components.audio_io")
     try:
-        audio_io = importlib.import_module("nava_core.components.audio_io")
-    except ImportError:
-        audio_io = None
-    if audio_io is not None:
-        try:
-            loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
-        except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
-            raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
-        return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(getattr(loaded, "warnings", ()) or ()))
-    from app.media import decode_audio  # fallback until the engine's audio_io lands
-
-    try:
-        samples, sr = decode_audio(path)
-    except Exception as e:  # noqa: BLE001
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is not a readable audio file ({e})") from e
-    duration = samples.shape[-1] / sr if sr else 0.0
-    if duration < 1.0:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is {duration:.2f} s long; use 3-10 s of speech")
-    if float(abs(samples).max(initial=0.0)) < 1e-4:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is silent")
-    warnings = ("longer than 30 s: only the first 30 s are used",) if duration > 30 else ()
-    return VoiceInfo(duration, sr, warnings)
+        loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
+    except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
+    return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings or ()))
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -312,9 +269,6 @@ class Engine:
     @property
     def loaded(self) -> bool:
         return self._pipe is not None
-
-    def available(self) -> bool:
-        return has_module("nava_core.pipeline") and has_module("nava_core.render")
 
     def pipeline(self, progress: Callable[[ProgressEvent], None] | None = None) -> Any:
         with self._lock:

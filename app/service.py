@@ -276,9 +276,6 @@ class StudioService:
         StudioError saying what to change; nothing is stored before this passes."""
         from nava_core.validation import InputError, check_request_dict
 
-        if not self.engine.available():
-            raise StudioError(explain(E.EngineUnavailable(
-                "This build has no render engine yet (nava_core.pipeline / nava_core.render); update and restart.")))
         errors = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
                   for f in B.lint_request(request) if f["severity"] == "error"]
         if errors:

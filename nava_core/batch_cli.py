@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,13 +23,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
-from nava_core.batch import BatchDefinition, BatchError, PlannedJob, expand_batch
+from nava_core.batch import (
+    BatchDefinition,
+    PlannedJob,
+    batch_id_for,
+    check_files,
+    expand_batch,
+    fmt_seconds,
+)
 from nava_core.estimate import render_seconds
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent
 from nava_core.request import RenderRequest, RequestError
-from nava_core.validation import InputError, check_request_dict
+from nava_core.validation import InputError
 
 log = logging.getLogger(__name__)
 
@@ -98,31 +104,6 @@ def _absolute_sources(defn: BatchDefinition, base: Path) -> BatchDefinition:
     return dataclasses.replace(defn, items=items)
 
 
-def check_files(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
-    """Run the file checks (voices, first-frame image) once per distinct set of files."""
-    seen: dict[tuple[Any, ...], RenderRequest] = {}
-    out = []
-    for job in jobs:
-        key = (job.request.speaker_wavs, job.request.image)
-        if key not in seen:
-            try:
-                seen[key] = check_request_dict(job.request.to_dict(), check_files=True)
-            except InputError as e:
-                raise BatchError(f"{job.source or 'batch'} ({job.label}), {e.what}", e.why, e.fix) from None
-        checked = seen[key]
-        req = job.request.replace(speaker_wavs=checked.speaker_wavs, image=checked.image)
-        out.append(dataclasses.replace(job, request=req))
-    return out
-
-
-def batch_id_for(defn: BatchDefinition) -> str:
-    """Same definition (after flags and path resolution) -> same id, so a re-run resumes it."""
-    digest = hashlib.sha256(defn.to_json().encode("utf-8")).hexdigest()[:10]
-    from nava_core.jobs import slugify
-
-    return f"{slugify(defn.name, 40)}-{digest}"
-
-
 def plan_batch(
     path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, out_dir: str | os.PathLike[str] = "outputs",
     tiny: bool = True,
@@ -160,15 +141,6 @@ def make_render_fn(pipe: Any) -> RenderFn:
         return outs.as_dict()
 
     return render_fn
-
-
-def fmt_seconds(s: float) -> str:
-    s = max(0.0, float(s))
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
 
 
 class JobLine:
@@ -355,8 +327,6 @@ __all__ = [
     "BatchPlan",
     "plan_batch",
     "flag_overrides",
-    "check_files",
-    "batch_id_for",
     "make_render_fn",
     "run_batch_cli",
     "EventLog",
