@@ -1,12 +1,11 @@
-"""The one seam between the studio and the engine: every call into nava_core's heavy modules goes here.
+"""The one seam between the studio and the engine: every call into nava_core goes through here.
 
-Nothing else in `app/` imports engine internals or touches tensors. Each entry point imports its engine
-module when it is first used (`_module`), so the page is served before torch or diffusers are imported.
+Nothing else in `app/` imports engine internals or touches tensors. Heavy engine modules (torch,
+diffusers) are imported inside the calls that need them, so the page is served before any of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import subprocess
@@ -33,11 +32,6 @@ PRECISIONS: tuple[str, ...] = ("nava", "fp32")
 RELEASE_REPO = "ernie-research/NAVA"
 
 
-def _module(name: str) -> Any:
-    """An engine module, imported on first use (torch and diffusers stay off the startup path)."""
-    return importlib.import_module(name)
-
-
 # ---- weights -------------------------------------------------------------------------------------
 
 
@@ -56,9 +50,11 @@ class WeightStatus:
 
 def weight_status(folder: str | Path) -> WeightStatus:
     """Inspect a weights folder (present / missing files) without loading anything."""
+    from nava_core.weights.layouts import inspect_weights
+
     folder = Path(folder).expanduser()
     try:
-        report = _module("nava_core.weights.layouts").inspect_weights(folder)
+        report = inspect_weights(folder)
     except Exception as e:  # noqa: BLE001 - an unreadable folder is reported, not raised
         return WeightStatus(str(folder), False, [], [f"cannot inspect {folder}: {e}"], f"cannot inspect {folder}: {e}")
     missing = [f"{m.spec.description} ({m.spec.path})" for m in report.missing]
@@ -68,29 +64,27 @@ def weight_status(folder: str | Path) -> WeightStatus:
 
 def download_size_text() -> str:
     """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
-    sets = _module("nava_core.weights.layouts")
-    files = sets.RELEASE_LAYOUT.files
-    default = sum(f.approx_bytes for f in files)  # download_weights' default: bf16/fp32 backbone, no fp8 file
-    backbone = sets.RELEASE_LAYOUT.file_for("backbone").approx_bytes
+    from nava_core.weights.layouts import RELEASE_LAYOUT
+
+    default = sum(f.approx_bytes for f in RELEASE_LAYOUT.files)  # download default: no fp8 file
+    backbone = RELEASE_LAYOUT.file_for("backbone").approx_bytes
     fp8 = backbone / 4  # the fp8 file stores ~1 byte per parameter where the master file stores 4
     return f"about {default / 1e9:.0f} GB (about {(default + fp8) / 1e9:.0f} GB with the optional fp8 backbone)"
 
 
 def download_speaker_encoder(progress: Callable[[str, float], None] | None = None) -> Path:
     """Fetch the ReDimNet checkpoint into the torch.hub cache, where every weights folder finds it."""
-    download = _module("nava_core.weights.download")
-    layouts = _module("nava_core.weights.layouts")
-    return download.download_speaker_encoder(layouts.torch_hub_checkpoint_path(), progress)
+    from nava_core.weights.download import download_speaker_encoder
+    from nava_core.weights.layouts import torch_hub_checkpoint_path
+
+    return download_speaker_encoder(torch_hub_checkpoint_path(), progress)
 
 
 def hub_snapshot_folder() -> Path | None:
     """The release's snapshot in the local Hugging Face cache (a Space's `preload_from_hub`), if any."""
-    try:
-        snap = _module("nava_core.weights.download").hub_snapshot()
-    except Exception as e:  # noqa: BLE001 - no snapshot is the common case
-        log.debug("no Hub snapshot: %s", e)
-        return None
-    return Path(snap) if snap else None
+    from nava_core.weights.download import hub_snapshot
+
+    return hub_snapshot()
 
 
 def download_weights(folder: str | Path, progress: Callable[[str, float], None] | None = None) -> WeightStatus:
@@ -99,7 +93,9 @@ def download_weights(folder: str | Path, progress: Callable[[str, float], None] 
     `progress(message, fraction)`; raises the engine's HubUnreachableError with a message that says
     what to do when the Hub cannot be reached.
     """
-    _module("nava_core.weights.download").download_weights(Path(folder).expanduser(), progress=progress)
+    from nava_core.weights.download import download_weights as fetch
+
+    fetch(Path(folder).expanduser(), progress=progress)
     return weight_status(folder)
 
 
@@ -165,14 +161,8 @@ def tiny_banner(choice: WeightChoice) -> str:
 # ---- hardware ------------------------------------------------------------------------------------
 
 
-def detect_gpus(use_engine: bool = False) -> list[str]:
-    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast);
-    with `use_engine` the engine's memory module is asked first (imports torch: seconds)."""
-    if use_engine:
-        try:
-            return [str(g) for g in importlib.import_module("nava_core.estimate").detect_gpus()]
-        except ImportError:
-            pass
+def detect_gpus() -> list[str]:
+    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast)."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
@@ -222,12 +212,13 @@ class VoiceError(ValueError):
 
 def probe_voice(path: str | Path) -> VoiceInfo:
     """Decode a voice upload (any format) the way the engine will, to catch bad files at upload time."""
-    audio_io = _module("nava_core.components.audio_io")
+    from nava_core.components.audio_io import load_audio
+
     try:
-        loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
+        loaded = load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
     except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
         raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
-    return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings or ()))
+    return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings))
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -273,7 +264,6 @@ class Engine:
     def pipeline(self, progress: Callable[[ProgressEvent], None] | None = None) -> Any:
         with self._lock:
             if self._pipe is None:
-                pipeline = _module("nava_core.pipeline")
                 if progress:
                     progress(ProgressEvent("loading", message=self.label))
                 t0 = time.perf_counter()
@@ -283,8 +273,9 @@ class Engine:
                 from app.zerogpu import on_zerogpu
 
                 if self.gpus > 1:  # a Ulysses worker group: callable like the pipeline, one job at a time
-                    workers = _module("nava_core.workers")
-                    group = workers.WorkerGroup(workers.GroupConfig(
+                    from nava_core.workers import GroupConfig, WorkerGroup
+
+                    group = WorkerGroup(GroupConfig(
                         weights=str(self.choice.folder), world_size=self.gpus, precision=self.precision or "nava",
                         memory_profile=canonical_profile(self.memory_profile)))
                     group.start(wait=True)
@@ -292,7 +283,9 @@ class Engine:
                 else:
                     if on_zerogpu():  # load on the CPU; the wrapped render moves the weights to the GPU
                         kwargs["device"] = "cpu"
-                    self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
+                    from nava_core.pipeline import NAVAPipeline
+
+                    self._pipe = NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
                 log.info("engine loaded (%s) in %.1f s", self.label, time.perf_counter() - t0)
             return self._pipe
 
@@ -312,13 +305,13 @@ class Engine:
         if state is not None:
             profile = state.profile.name
         else:
-            from app.zerogpu import on_zerogpu
+            import torch  # resolving 'auto' asks torch for the GPU's memory (called at submit, not startup)
 
-            memory = _module("nava_core.memory")  # resolving 'auto' asks torch for the GPU's memory
-            import torch
+            from app.zerogpu import on_zerogpu
+            from nava_core.memory import profile_for_device
 
             device = "cuda" if torch.cuda.is_available() and not on_zerogpu() else "cpu"
-            profile = memory.profile_for_device(self.memory_profile, device)
+            profile = profile_for_device(self.memory_profile, device)
         tiled = request.tiled_vae or profiles.MEMORY_PROFILES[profile].vae_tiling
         return request.replace(memory_profile=profile, gpus=self.gpus, tiled_vae=tiled)
 
@@ -330,17 +323,18 @@ class Engine:
         one place the lock is taken) and is the function the ZeroGPU wrapper decorates. Raises
         RenderCancelled on cancel.
         """
+        from nava_core.render import render_to_files
+
+        from app.media import audio_picture, video_thumbnail
+
         with self.gpu_lock:
-            render = _module("nava_core.render")
             t0 = time.perf_counter()
             pipe = self.pipeline(progress)
             _onto_gpu(pipe)
             t_load = time.perf_counter() - t0
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            outs = render.render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
-        from app.media import audio_picture, video_thumbnail
-
+            outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
         thumb = (video_thumbnail(outs.mp4, Path(out_dir) / "thumbnail.png") if outs.mp4
                  else audio_picture(outs.wav, Path(out_dir) / "waveform.png"))
         timings = {**outs.timings, "load_s": round(t_load, 3)}
