@@ -213,6 +213,21 @@ def probe_voice(path: str | Path) -> VoiceInfo:
     return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings))
 
 
+def voice_preview_wav(src: str | Path, dst: str | Path) -> Path:
+    """A 16-bit WAV copy of any upload at its own rate, so every browser can play the voice back: the
+    first 30 s (what the engine uses), decoded by the engine's one audio decoder (`audio_io`)."""
+    import numpy as np
+    import soundfile as sf
+
+    from nava_core.components.audio_io import load_audio, probe_audio
+
+    audio = load_audio(src, sample_rate=probe_audio(src).sample_rate, mono=False, max_seconds=30.0)
+    dst = Path(dst)
+    sf.write(str(dst), np.clip(audio.samples.T, -1, 1), audio.sample_rate, subtype="PCM_16")
+    return dst
+
+
+
 # ---- rendering -----------------------------------------------------------------------------------
 
 

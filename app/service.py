@@ -23,7 +23,6 @@ from app import builder as B
 from app import engine as E
 from app.errors import explain
 from app.history import HistoryView
-from app.media import write_preview_wav
 from app.migrate import migrate_data_folder
 from app.paths import StudioPaths
 from nava_core.jobs import Job, JobQueue, RenderFailed, Worker
@@ -174,7 +173,7 @@ class StudioService:
         preview = self.paths.uploads / "previews" / f"{digest}.wav"
         if not preview.exists():
             preview.parent.mkdir(parents=True, exist_ok=True)
-            write_preview_wav(voice, preview)
+            E.voice_preview_wav(voice, preview)
         return preview
 
     def voice_preview(self, stored: str) -> tuple[str | None, str]:
