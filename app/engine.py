@@ -7,8 +7,6 @@ diffusers) are imported inside the calls that need them, so the page is served b
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -162,16 +160,10 @@ def tiny_banner(choice: WeightChoice) -> str:
 
 
 def detect_gpus() -> list[str]:
-    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """GPU names and memory as text (`nava_core.estimate.detect_gpus`: nvidia-smi, no torch import)."""
+    from nava_core.estimate import detect_gpus as gpus
+
+    return [str(g) for g in gpus()]
 
 
 def valid_gpu_counts(available: int | None = None) -> list[int]:

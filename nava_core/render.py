@@ -63,8 +63,6 @@ def render_to_files(
     The sidecar, the MP4/WAV metadata and the returned result all carry the request the pipeline
     rendered (`RenderResult.request`), so they cannot disagree with it.
     """
-    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav
-
     progress = progress or null_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +70,8 @@ def render_to_files(
     if cancel is not None and cancel.cancelled:
         raise RenderCancelled("render cancelled")
     progress(ProgressEvent("writing"))
+    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav  # PyAV: not before it is needed
+
     t0 = time.perf_counter()
     # the request the pipeline actually rendered (it is final already when the caller finalised it)
     request = getattr(result, "request", None) or request
