@@ -76,6 +76,9 @@ def test_studio_api_and_batch_jobs_land_in_one_store_and_in_history(tmp_path, ti
         _, rows = history_rows(svc)
         assert [(r[0], r[2]) for r in rows] == [(j.id, "done") for j in reversed(jobs)]
         assert svc.reuse(studio.id) == json.loads(json.dumps(_quick_state()))  # the builder as it was
+        # the project inside the request does not repeat what the request states itself
+        assert jobs[0].request.project and not set(B.REQUEST_OWNED) & set(jobs[0].request.project)
+        assert svc.build_request(B.state_from_request(jobs[0].request)) == jobs[0].request
         assert sorted(p.name for p in paths.home.glob("*.sqlite")) == ["jobs.sqlite"]  # one store
         assert not (paths.home / "batch").exists()
     finally:
