@@ -242,6 +242,11 @@ def duration_note(seconds: float, mode: str) -> str:
     return f"{frames} frames at 24 fps."
 
 
+# Facts the request itself states (mode, duration, frame size, first-frame image): the project it carries
+# leaves them out, so the sidecar and History hold each once; state_from_request puts them back.
+REQUEST_OWNED = ("mode", "seconds", "width", "height", "image")
+
+
 def request_from_state(state: dict[str, Any]) -> RenderRequest:
     """The RenderRequest for a builder state (deterministic: same state -> same request)."""
     project = state["project"]
@@ -263,7 +268,7 @@ def request_from_state(state: dict[str, Any]) -> RenderRequest:
         guidance=GuidanceScales(**{k: float(v) for k, v in settings["guidance"].items()}),
         seed=seed,
         audio_seed=audio_seed if audio_seed != seed else None,
-        project=project,
+        project={k: v for k, v in project.items() if k not in REQUEST_OWNED},
         title=project.get("title") or "",
     )
 

@@ -269,20 +269,25 @@ class StudioService:
 
     # ---- rendering: the one way into the store ---------------------------------------------------
 
-    def _admit(self, request: RenderRequest) -> RenderRequest:
+    def _admit(self, request: RenderRequest, files_checked: set[tuple[Any, ...]] | None = None) -> RenderRequest:
         """Every job's checks, whatever queued it: the prompt's lint errors, the input checks (fields,
         voice and image files by content), then the request finalised for this engine. Raises
-        StudioError saying what to change; nothing is stored before this passes."""
+        StudioError saying what to change; nothing is stored before this passes. `files_checked`
+        (a batch) skips decoding the same voice/image files again for each of its jobs."""
         from nava_core.validation import InputError, check_request_dict
 
+        files = (request.speaker_wavs, request.image)
+        check_files = files_checked is None or files not in files_checked
         errors = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
                   for f in B.lint_request(request) if f["severity"] == "error"]
         if errors:
             raise StudioError("Fix these before rendering: " + "; ".join(errors))
         try:
-            checked = check_request_dict(request.to_dict(), check_files=True)
+            checked = check_request_dict(request.to_dict(), check_files=check_files)
         except (InputError, RequestError, ValueError) as e:
             raise StudioError(f"invalid render request: {' '.join(str(e).split())}") from e
+        if files_checked is not None:
+            files_checked.add(files)
         return self.engine.finalize(checked)
 
     def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None,
@@ -303,7 +308,8 @@ class StudioService:
 
     def submit_batch(self, planned: list[Any], batch_id: str) -> list[int]:
         """Queue a batch's planned jobs (all or nothing) through the same checks as a single render."""
-        finals = [self._admit(p.request) for p in planned]
+        seen: set[tuple[Any, ...]] = set()
+        finals = [self._admit(p.request, seen) for p in planned]
         ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
                                      source="batch", engine=self.engine.label)
         self.worker.wake()

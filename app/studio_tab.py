@@ -1,5 +1,5 @@
 """The Studio tab: the builder (scene, timeline, cast, camera, audio, first frame), the compiled prompt,
-render settings, and the render button with its progress and result players.
+render settings, and the render panel (`app.render_panel`).
 
 `build_studio_tab` lays the tab out and wires its own events; it returns a `StudioTab` holding what
 the other tabs and the page wiring (`app.layout`) connect to.
@@ -18,7 +18,8 @@ from nava_core.request import MAX_SEED, MAX_STEPS
 
 from app import builder as B
 from app import handlers as H
-from app.service import StudioError, StudioService, panel
+from app.render_panel import RenderPanel, build_render_panel, wire_render_panel
+from app.service import StudioError, StudioService
 from app.studio_rows import beat_rows, cast_rows
 
 SHOT_SIZES = ["", "close-up", "medium close-up", "medium shot", "medium two-shot", "wide shot", "extreme wide shot"]
@@ -34,6 +35,7 @@ class StudioTab:
     cast: gr.State
     rev: gr.State  # bumped on structural changes so the dynamic rows re-render
     estimate: gr.Markdown
+    render: RenderPanel | None = None
     render_event: Any = None
 
     @property
@@ -148,23 +150,9 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                                       label=f"{k.replace('_', ' ')}", info=B.GUIDANCE_HELP[k])
                 reset_g = gr.Button("Reset to release defaults", size="sm")
             estimate = gr.Markdown()
-            with gr.Row():
-                render_btn = gr.Button("Render", variant="primary", elem_id="render-btn")
-                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel-btn")
-            progress_html = gr.HTML('<div class="nava-progress" data-status="idle">Ready.</div>',
-                                    elem_id="render-progress")
-            result_video = gr.Video(label="Result", interactive=False, elem_id="result-video")
-            # the browser's own <audio controls> (seekable, plays stereo WAV); the waveform and
-            # spectrogram picture below replaces Gradio's waveform view
-            result_audio = gr.Audio(label="Result (audio only)", type="filepath", interactive=False,
-                                    visible=False, elem_id="result-audio",
-                                    waveform_options=gr.WaveformOptions(show_recording_waveform=False))
-            result_picture = gr.Image(label="Waveform and spectrogram", visible=False, interactive=False,
-                                      elem_id="result-picture")
-            result_files = gr.File(label="Downloads: MP4, stereo WAV, SRT, request JSON", file_count="multiple",
-                                   interactive=False, elem_id="result-files")
+            render = build_render_panel()
 
-    tab = StudioTab(form, beats, cast, rev, estimate)
+    tab = StudioTab(form, beats, cast, rev, estimate, render)
     form_list = [form[k] for k in B.FORM_KEYS]
     all_inputs = form_list + [beats, cast]
 
@@ -206,7 +194,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     form["mode"].input(_mode, form["mode"],
                        [camera_box, image_box, form["bucket"], form["guidance.video"], form["guidance.video_align"],
-                        result_video, result_audio, result_picture, *(form[f"guidance.{k}"] for k in B.GUIDANCE_FIELDS)])
+                        render.video, render.audio, render.picture, *(form[f"guidance.{k}"] for k in B.GUIDANCE_FIELDS)])
     reset_g.click(H.reset_guidance, form["mode"], [form[f"guidance.{k}"] for k in B.GUIDANCE_FIELDS])
     form["lock_seeds"].change(lambda lock, seed: gr.update(interactive=not lock, value=seed) if lock else gr.update(interactive=True),
                               [form["lock_seeds"], form["seed"]], form["audio_seed"])
@@ -252,37 +240,5 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     import_file.upload(_import, [import_file, rev], [*form_list, beats, cast, rev], api_visibility="private")
 
-    # ---------------- render ----------------
-    def _render(data: dict[Any, Any], request: gr.Request):
-        # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument
-        owner = getattr(request, "session_hash", "") or ""
-        state = H.state_of([data[c] for c in all_inputs])
-        try:
-            job = service.submit(state, owner=owner)
-        except StudioError as e:
-            gr.Warning(str(e))
-            yield _view_updates(None, str(e))
-            return
-        for view in service.follow(job.id):
-            yield _view_updates(view)
-
-    def _view_updates(view: Any, error: str = ""):
-        if view is None:
-            return [panel("failed", error, 0.0), gr.update(), gr.update(), gr.update(), gr.update()]
-        if view.status == "done":
-            # show the players the result has, whatever the mode radio says (a preset may have changed it)
-            return [view.html, gr.update(value=view.video, visible=bool(view.video)),
-                    gr.update(value=view.audio, visible=bool(view.audio)),
-                    gr.update(value=view.picture, visible=bool(view.picture)), list(view.files)]
-        return [view.html, gr.update(), gr.update(), gr.update(), gr.update()]
-
-    tab.render_event = render_btn.click(_render, set(all_inputs), [progress_html, result_video, result_audio, result_picture,
-                                                          result_files],
-                                    concurrency_limit=None, api_visibility="private", show_progress="hidden")
-
-    def _cancel(request: gr.Request) -> None:
-        gr.Info(service.cancel(getattr(request, "session_hash", "") or ""))
-
-    cancel_btn.click(_cancel, None, None, api_visibility="private", queue=False)
-
+    tab.render_event = wire_render_panel(service, render, all_inputs)
     return tab
