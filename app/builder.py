@@ -28,11 +28,14 @@ MODE_LABELS = {
     "image_audio_video": "Image + audio + video",
     "audio": "Audio only",
 }
+_FORMS = ("With a sync or timbre term active it adds g*(cond - neg) on top of the conditional (3 = classic CFG 4); "
+          "without one (sync off, or audio only without a voice) it is classic CFG neg + g*(cond - neg) (1 = no guidance), "
+          "as the release. 0 switches it off.")
 GUIDANCE_HELP = {
-    "video": "Video text guidance: how strongly the picture follows the prompt (release 3.0). 0 switches this branch off.",
-    "audio": "Audio text guidance: how strongly the sound follows the prompt (release 2.0). 0 switches this branch off.",
+    "video": "Video text guidance: how strongly the picture follows the prompt (release 3.0). " + _FORMS,
+    "audio": "Audio text guidance: how strongly the sound follows the prompt (release 2.0). " + _FORMS,
     "video_align": "Video sync guidance: pushes the picture towards the sound, e.g. lips on words (release 3.0). 0 switches it off.",
-    "audio_align": "Audio sync guidance: pushes the sound towards the picture (release 2.0). 0 switches it off.",
+    "audio_align": "Audio sync guidance: pushes the sound towards the picture (release 2.0; never used in audio-only mode). 0 switches it off.",
     "timbre": "Voice timbre guidance: how closely each line matches its reference voice (release 3.0). 0 switches it off.",
 }
 

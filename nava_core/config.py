@@ -255,7 +255,10 @@ def token_counts(resolution: Resolution, latent_frames: int, with_video: bool = 
 
 @dataclass(frozen=True)
 class GuidanceScales:
-    """The five guidance scales in the release's "c + g*(c - x)" form (0 switches a branch off)."""
+    """The five guidance scales (0 switches a branch off). How they combine depends on the stream
+    (NAVA_SPEC.md 5, `nava_core.guidance.combine`): anchored c + g*(c-x) terms when the stream has an
+    alignment or timbre term, classic u + g*(c-u) when it has none. Defaults are the release's
+    `nava.yaml` (audio+video); `audio_only()` is its `nava_seedtts.yaml`."""
 
     video: float = 3.0
     audio: float = 2.0
@@ -273,7 +276,7 @@ class GuidanceScales:
 
     @classmethod
     def audio_only(cls) -> "GuidanceScales":
-        """The release's text-to-audio settings: audio 2.0, no alignment branch, timbre 3.0."""
+        """The release's audio-only settings (`nava_seedtts.yaml`): audio 2.0, alignment off, timbre 3.0."""
         return cls(video=0.0, audio=2.0, video_align=0.0, audio_align=0.0, timbre=3.0)
 
 
