@@ -192,6 +192,33 @@ class RenderRequest:
         return replace(self, **changes)
 
 
+def count_spans(prompt: str) -> int:
+    """`<S>...<E>` spans as the model sees them: one speaker slot per `<S>` in the raw prompt (the
+    release marks them before cleaning the text, NAVA_SPEC.md 4)."""
+    return prompt.count("<S>")
+
+
+def voices_for_spans(speaker_wavs: tuple[str | None, ...] | list[str | None], spans: int) -> list[str | None]:
+    """One voice (or None) per span, by the release's rule (NAVA_SPEC.md 5, "Voices and spans").
+
+    No voice: []. One voice and several spans: that voice on every span. At least as many voices as
+    spans: the first `spans`. 2..spans-1 voices: the release crashes; refused here with what to do.
+    The studio always lists one entry per span (binding by speaker), so it meets the last two cases.
+    """
+    wavs = [w or None for w in speaker_wavs]
+    if not any(wavs) or spans == 0:
+        return []
+    if len(wavs) == 1:
+        return wavs * spans
+    if len(wavs) >= spans:
+        return wavs[:spans]
+    raise RequestError(
+        f"the prompt has {spans} <S>...<E> spans but {len(wavs)} reference voices were given; give one "
+        f"voice for every span (in order of appearance, empty for none), or a single voice to use it on "
+        f"all {spans} spans"
+    )
+
+
 def _finite_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 

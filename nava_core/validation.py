@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from nava_core.request import MAX_SEED, RenderRequest, RequestError
+from nava_core.request import MAX_SEED, RenderRequest, RequestError, count_spans, voices_for_spans
 
 MB = 1024 * 1024
 
@@ -356,6 +356,10 @@ def check_request_dict(
         raise InputError(what, str(e)) from None
     except (TypeError, ValueError) as e:  # a type the request's own checks did not foresee
         raise InputError(what, f"malformed field ({e})", "check the field types against a saved request") from None
+    try:
+        voices_for_spans(req.speaker_wavs, count_spans(req.prompt))
+    except RequestError as e:
+        raise InputError(what, str(e)) from None
     if not check_files:
         return req
     base = Path(base_dir) if base_dir is not None else None
