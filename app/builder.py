@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nava_core.config import BUCKETS, DEFAULT_SEED, DEFAULT_STEPS, GuidanceScales, snap_seconds
+from nava_core.config import BUCKETS, DEFAULT_SEED, DEFAULT_STEPS, GuidanceScales, nearest_bucket, snap_seconds
 from nava_core.request import MAX_VIDEO_SECONDS, RenderRequest
 
 import prompt_builder as pb
@@ -273,7 +273,8 @@ def state_from_request(request: RenderRequest) -> dict[str, Any]:
     if not same:
         project["seconds"] = request.seconds
     project["image"] = request.image or ""
-    bucket = min(BUCKETS, key=lambda b: abs(b.aspect - request.width / request.height)).name
+    bucket = next((b.name for b in BUCKETS if (b.width, b.height) == (request.width, request.height)),
+                  nearest_bucket(request.width, request.height).name)
     compiled_text = pb.compile_project(pb.Project.from_dict(project)).text
     manual = compiled_text.strip() != request.prompt.strip()
     settings = {

@@ -210,8 +210,10 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                                          elem_id="prompt-text")
                         lint_boxes["prompt"] = gr.HTML()
                         with gr.Row():
-                            form["bucket"] = gr.Radio([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
-                                                      value=init_values["bucket"], label="Aspect bucket")
+                            form["bucket"] = gr.Dropdown([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
+                                                         value=init_values["bucket"], label="Aspect bucket",
+                                                         elem_id="bucket",
+                                                         info="The release's 13 sizes at its 960 level; an image proposes its nearest")
                         with gr.Row():
                             form["seconds"] = gr.Number(value=init_values["seconds"], label="Duration (s)", elem_id="seconds", minimum=0.5,
                                                         maximum=40.96, step=0.5)

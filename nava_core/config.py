@@ -160,25 +160,61 @@ class Resolution:
         return cls(w, h)
 
 
-BUCKETS: tuple[Resolution, ...] = (
-    Resolution(1280, 704, "landscape"),
-    Resolution(704, 1280, "portrait"),
-    Resolution(960, 960, "square"),
+# The release CLI's image-to-video buckets at its "960" level (NAVA_SPEC.md 5): aspect (short:long)
+# and size (short x long side); every size exists in both orientations (square once).
+RELEASE_ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 5), (3, 4), (2, 3), (9, 16), (1, 2), (2, 5))
+RELEASE_960_SIZES: tuple[tuple[int, int], ...] = (
+    (960, 960), (864, 1056), (832, 1088), (736, 1184), (704, 1280), (672, 1344), (608, 1536),
 )
+# Tiny-engine preview sizes (short x long, multiples of 32) with the same aspects, CPU-fast token counts.
+_TINY_SIZES: tuple[tuple[int, int], ...] = ((128, 128), (128, 160), (96, 128), (64, 96), (96, 160), (96, 192), (64, 160))
 
 
-# Frame sizes used with the tiny (random-weight) engine: same aspect family, CPU-fast token counts.
+def _bucket_name(aspect: tuple[int, int], landscape: bool) -> str:
+    short, long = aspect
+    if short == long:
+        return "square"
+    if aspect == (9, 16):  # the release's recommended sizes keep their plain names
+        return "landscape" if landscape else "portrait"
+    return f"landscape {long}:{short}" if landscape else f"portrait {short}:{long}"
+
+
+def _oriented(short: int, long: int, landscape: bool) -> tuple[int, int]:
+    return (long, short) if landscape else (short, long)
+
+
+def _buckets(sizes: tuple[tuple[int, int], ...], suffix: str = "") -> tuple[Resolution, ...]:
+    out = []
+    for aspect, (short, long) in zip(RELEASE_ASPECTS, sizes):
+        for landscape in ((True,) if short == long else (True, False)):
+            out.append(Resolution(*_oriented(short, long, landscape), _bucket_name(aspect, landscape) + suffix))
+    # 16:9 first: the release's recommended text-to-video size (1280x704) is the default bucket.
+    out.sort(key=lambda r: (0 if r.name.split(" (")[0] in ("landscape", "portrait") else 1))
+    return tuple(out)
+
+
+BUCKETS: tuple[Resolution, ...] = _buckets(RELEASE_960_SIZES)
+
+
+# Frame sizes used with the tiny (random-weight) engine, keyed by bucket name: same aspects.
 TINY_PREVIEW_SIZES: dict[str, Resolution] = {
-    "landscape": Resolution(160, 96, "landscape (tiny preview)"),
-    "portrait": Resolution(96, 160, "portrait (tiny preview)"),
-    "square": Resolution(128, 128, "square (tiny preview)"),
+    r.name.removesuffix(" (tiny preview)"): r for r in _buckets(_TINY_SIZES, " (tiny preview)")
 }
 
 
 def nearest_bucket(width: int, height: int) -> Resolution:
-    """The release bucket whose aspect ratio is closest (in log space) to width/height."""
-    target = math.log(width / height)
-    return min(BUCKETS, key=lambda b: abs(math.log(b.aspect) - target))
+    """The release CLI's bucket for an image of width x height (NAVA_SPEC.md 5).
+
+    r = min(h/w, w/h) goes to the nearest of the 7 aspect ratios (thresholds at the midpoints; a tie
+    goes to the squarer one), oriented like the image (a square image: 960x960).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size {width}x{height} must be positive")
+    r = min(height / width, width / height)
+    best = min(range(len(RELEASE_ASPECTS)), key=lambda i: (abs(r - RELEASE_ASPECTS[i][0] / RELEASE_ASPECTS[i][1]), i))
+    short, long = RELEASE_960_SIZES[best]
+    size = _oriented(short, long, landscape=width >= height)
+    return next(b for b in BUCKETS if (b.width, b.height) == size)
 
 
 # ---- time arithmetic -------------------------------------------------------------------------
@@ -303,6 +339,8 @@ __all__ = [
     "GuidanceScales",
     "TokenCounts",
     "nearest_bucket",
+    "RELEASE_ASPECTS",
+    "RELEASE_960_SIZES",
     "TINY_PREVIEW_SIZES",
     "MEMORY_PROFILE_NAMES",
     "MEMORY_PROFILE_ALIASES",

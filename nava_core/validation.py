@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from nava_core.config import nearest_bucket
 from nava_core.request import MAX_SEED, RenderRequest, RequestError, count_spans, voices_for_spans
 
 MB = 1024 * 1024
@@ -376,9 +377,13 @@ def check_request_dict(
         changes["speaker_wavs"] = tuple(voices)
     if req.image:
         ip = _resolve(req.image, base)
-        check_image_file(ip)
+        image = check_image_file(ip)
         if str(ip) != req.image:
             changes["image"] = str(ip)
+        if req.mode == "image_audio_video" and "width" not in d and "height" not in d:
+            # As the release CLI: without an explicit size the bucket comes from the image (NAVA_SPEC.md 5).
+            bucket = nearest_bucket(image.width, image.height)
+            changes.update(width=bucket.width, height=bucket.height)
     return req.replace(**changes) if changes else req
 
 
