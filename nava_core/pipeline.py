@@ -225,7 +225,7 @@ class NAVAPipeline(DiffusionPipeline):
             from PIL import Image
 
             with Image.open(request.image) as im:
-                first = self.vae.encode_image(im.convert("RGB"), request.resolution).to(self.device, torch.float32)
+                first = self.vae.encode_image(im.convert("RGB"), request.resolution, request.precision).to(self.device, torch.float32)
         return Conditions(context, negative, positions, embeddings, first, warnings)
 
     def _negative_context(self, request: RenderRequest) -> torch.Tensor:
@@ -353,7 +353,7 @@ class NAVAPipeline(DiffusionPipeline):
         frames = None
         if video is not None:
             progress(ProgressEvent("decoding_video"))
-            decoded = self.vae.decode(video, tiled=request.tiled_vae)
+            decoded = self.vae.decode(video, tiled=request.tiled_vae, precision=request.precision)
             frames = to_uint8_frames(decoded)
         progress(ProgressEvent("decoding_audio"))
         wave = self.audio_vae.decode(audio, sample_rate=request.audio_sample_rate)
