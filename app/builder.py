@@ -39,6 +39,8 @@ GUIDANCE_HELP = {
     "timbre": "Voice timbre guidance: how closely each line matches its reference voice (release 3.0). 0 switches it off.",
 }
 
+TRUNCATE_LABEL = "Render truncated, as the release does"
+
 # The order of the builder's plain form fields; layout, handlers and history share it.
 FORM_KEYS: tuple[str, ...] = (
     "title", "mode", "language",
@@ -48,14 +50,15 @@ FORM_KEYS: tuple[str, ...] = (
     *(f"audio.{k}" for k in AUDIO_FIELDS),
     "image", "bucket", "seconds", "steps", "seed", "audio_seed", "lock_seeds",
     *(f"guidance.{k}" for k in GUIDANCE_FIELDS),
-    "prompt_manual", "prompt_text",
+    "prompt_manual", "prompt_text", "truncate_prompt",
 )
 
 
 def default_settings(mode: str = "audio_video") -> dict[str, Any]:
     g = GuidanceScales.audio_only() if mode == "audio" else GuidanceScales()
     return {"bucket": "landscape", "steps": DEFAULT_STEPS, "seed": DEFAULT_SEED, "audio_seed": DEFAULT_SEED,
-            "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False, "prompt_text": ""}
+            "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False, "prompt_text": "",
+            "truncate_prompt": False}
 
 
 def default_state() -> dict[str, Any]:
@@ -122,6 +125,7 @@ def state_from_form(values: dict[str, Any], beats: list[dict[str, Any]], cast: l
         "guidance": {k: float(values.get(f"guidance.{k}", getattr(GuidanceScales(), k))) for k in GUIDANCE_FIELDS},
         "prompt_manual": bool(values.get("prompt_manual")),
         "prompt_text": values.get("prompt_text") or "",
+        "truncate_prompt": bool(values.get("truncate_prompt")),
     }
     return {"project": project, "settings": settings}
 
@@ -136,7 +140,7 @@ def form_from_state(state: dict[str, Any]) -> tuple[dict[str, Any], list[dict[st
         "image": project["image"] or None, "bucket": settings["bucket"], "seconds": project["seconds"],
         "steps": settings["steps"], "seed": settings["seed"], "audio_seed": settings["audio_seed"],
         "lock_seeds": settings["lock_seeds"], "prompt_manual": settings["prompt_manual"],
-        "prompt_text": settings["prompt_text"],
+        "prompt_text": settings["prompt_text"], "truncate_prompt": bool(settings.get("truncate_prompt")),
     }
     for group, names in (("scene", SCENE_FIELDS), ("camera", CAMERA_FIELDS), ("audio", AUDIO_FIELDS)):
         for k in names:
@@ -200,8 +204,17 @@ def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
     elif lint_project:
         findings = list(lint_project(project, seconds))
     for f in findings:
-        out.append({"severity": str(getattr(f, "severity", "warning")), "where": str(getattr(f, "where", "")),
-                    "message": str(getattr(f, "message", f)), "fix": str(getattr(f, "fix", "") or "")})
+        item = {"severity": str(getattr(f, "severity", "warning")), "where": str(getattr(f, "where", "")),
+                "message": str(getattr(f, "message", f)), "fix": str(getattr(f, "fix", "") or "")}
+        if getattr(f, "code", "") == "too-long":
+            # Over 512 tokens blocks the render unless the user chose the release's behaviour (truncate).
+            if settings.get("truncate_prompt"):
+                item["severity"] = "warning"
+                item["message"] += "; it will be rendered truncated, as the release does"
+            else:
+                item["severity"] = "error"
+                item["fix"] += f"; or tick '{TRUNCATE_LABEL}'"
+        out.append(item)
     return out
 
 
@@ -258,6 +271,7 @@ def request_from_state(state: dict[str, Any]) -> RenderRequest:
         audio_seed=audio_seed if audio_seed != seed else None,
         project=project,
         title=project.get("title") or "",
+        truncate_prompt=bool(settings.get("truncate_prompt")),
     )
 
 
@@ -280,6 +294,6 @@ def state_from_request(request: RenderRequest) -> dict[str, Any]:
     settings = {
         "bucket": bucket, "steps": request.steps, "seed": request.seed, "audio_seed": request.effective_audio_seed,
         "lock_seeds": request.audio_seed is None, "guidance": asdict(request.guidance),
-        "prompt_manual": manual, "prompt_text": request.prompt if manual else "",
+        "prompt_manual": manual, "prompt_text": request.prompt if manual else "", "truncate_prompt": request.truncate_prompt,
     }
     return {"project": project, "settings": settings}

@@ -209,6 +209,9 @@ def build_ui(service: StudioService) -> gr.Blocks:
                         form["prompt_text"] = gr.Textbox(label="Prompt NAVA will see (compiled live)", lines=8, max_lines=20,
                                                          elem_id="prompt-text")
                         lint_boxes["prompt"] = gr.HTML()
+                        form["truncate_prompt"] = gr.Checkbox(label=B.TRUNCATE_LABEL, value=bool(init_values.get("truncate_prompt")),
+                                                              elem_id="truncate-prompt",
+                                                              info="Over 512 umT5 tokens the release cuts the prompt (and any line past the cut); unticked, the studio refuses it")
                         with gr.Row():
                             form["bucket"] = gr.Dropdown([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
                                                          value=init_values["bucket"], label="Aspect bucket",

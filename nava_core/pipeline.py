@@ -203,11 +203,14 @@ class NAVAPipeline(DiffusionPipeline):
 
     def encode_conditions(self, request: RenderRequest) -> Conditions:
         """Text, negative prompt, speaker embeddings bound to spans in order, first-frame latent."""
-        enc = self.text_encoder.encode([request.prompt])
+        enc = self.text_encoder.encode([request.prompt], truncate=request.truncate_prompt)
         context = enc.context[0]
         positions = list(enc.speaker_positions[0])
         negative = self._negative_context(request)
         warnings: list[str] = []
+        if enc.truncated and enc.truncated[0] is not None:
+            warnings.append(enc.truncated[0].truncation_warning())
+            logger.warning(warnings[-1])
         spans = count_spans(request.prompt)
         wavs = voices_for_spans(request.speaker_wavs, spans)
         extra = len(request.speaker_wavs) - spans

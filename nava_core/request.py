@@ -63,6 +63,7 @@ class RenderRequest:
     precision: Literal["nava", "fp32"] = "nava"
     audio_sample_rate: Literal[16000, 48000] = 16000
     tiled_vae: bool = False
+    truncate_prompt: bool = False  # over 512 tokens: False refuses the render, True cuts as the release
     memory_profile: str = "auto"
     gpus: int = 1
     project: dict[str, Any] | None = None  # the structured prompt_builder project it was compiled from
@@ -109,6 +110,8 @@ class RenderRequest:
                 Resolution(int(self.width), int(self.height))
             except (ValueError, TypeError) as e:
                 raise RequestError(str(e)) from None
+        if not isinstance(self.truncate_prompt, bool):
+            raise RequestError(f"truncate_prompt must be true or false; got {self.truncate_prompt!r}")
         if self.precision not in ("nava", "fp32"):
             raise RequestError(f"precision must be 'nava' or 'fp32'; got {self.precision!r}")
         if self.audio_sample_rate not in (16000, 48000):
