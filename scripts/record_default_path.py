@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from default_path_cases import FIXTURE, requests  # noqa: E402
 
 from nava_core.pipeline import NAVAPipeline  # noqa: E402
-from nava_core.weights.sets import build_tiny_weight_set  # noqa: E402
+from nava_core.weights.tiny import build_tiny_weight_set  # noqa: E402
 
 
 def main() -> None:
