@@ -200,7 +200,8 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                     form[f"audio.{k}"] = gr.Textbox(label=k.capitalize(), value=init_values[f"audio.{k}"])
                             lint_boxes["audio"] = gr.HTML()
                         with gr.Accordion("First frame (image to video)", open=False) as image_box:
-                            form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200)
+                            form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200,
+                                                     elem_id="first-image")
                             image_note = gr.Markdown("Adding an image switches to image + audio + video and proposes "
                                                      "the aspect bucket that matches it.")
                     with gr.Column(scale=2):
@@ -208,7 +209,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                                             value=False)
                         form["prompt_text"] = gr.Textbox(label="Prompt NAVA will see (compiled live)", lines=8, max_lines=20,
                                                          elem_id="prompt-text")
-                        lint_boxes["prompt"] = gr.HTML()
+                        lint_boxes["prompt"] = gr.HTML(elem_id="prompt-lint")
                         form["truncate_prompt"] = gr.Checkbox(label=B.TRUNCATE_LABEL, value=bool(init_values.get("truncate_prompt")),
                                                               elem_id="truncate-prompt",
                                                               info="Over 512 umT5 tokens the release cuts the prompt (and any line past the cut); unticked, the studio refuses it")
@@ -332,6 +333,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
         beats.change(**recompile)
         cast.change(**recompile)
         form["prompt_text"].input(lambda t: gr.update(value=True), form["prompt_text"], form["prompt_manual"])
+        form["prompt_text"].blur(**recompile)  # re-lint a hand-edited prompt (its .change would loop)
         demo.load(**recompile)
 
         add_line.click(lambda bl, cl, r: (bl + [{"kind": "line", "text": "", "speaker": (cl[0]["id"] if cl else "A"),
