@@ -9,7 +9,7 @@ from PIL import Image
 
 from nava_core.config import BUCKETS, TINY_PREVIEW_SIZES, Resolution, nearest_bucket, token_counts
 from nava_core.estimate import estimate
-from nava_core.render import requests_from_file
+from nava_core.cli import requests_from_file
 from nava_core.request import RenderRequest
 from nava_core.validation import check_request_dict
 

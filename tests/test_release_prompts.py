@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nava_core.components.text_encoder import PromptTooLongError, TextEncoder, prepare_prompt, write_tiny_text_encoder
-from nava_core.render import _overrides, build_parser, requests_from_file
+from nava_core.cli import _overrides, build_parser, requests_from_file
 from nava_core.request import RenderRequest
 
 
