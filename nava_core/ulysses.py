@@ -3,17 +3,19 @@
 The release splits one render over 8 GPUs with Ulysses: every rank holds 1/N of the tokens, and around
 each self-attention an all-to-all trades the sequence split for a head split.
 
-- `UlyssesContext` shards the video and audio streams of a forward (each padded to a multiple of N,
-  padded keys masked, trimmed again after the last block), runs each joint [video; audio] attention
-  as scatter-heads/gather-sequence all-to-all -> attention -> reverse all-to-all, and all-gathers the
-  streams before the output heads. Everything else in a block is per token and runs on the shard.
-  After the gather every rank holds the same full sequence, so the sampler state stays identical
-  on all ranks without further communication.
+- `UlyssesContext` shards the joint [video; audio] sequence of a forward: the two streams are
+  concatenated, padded at the END to a multiple of N and cut into N equal chunks (`JointLayout`), so
+  a rank may hold video, audio or both, and the gathered key mask is always a prefix (flash-attn's
+  varlen path keeps `key[:mask.sum()]`; padding each stream separately put padded keys inside the
+  sequence at degrees 3, 6, 12, 24 at 720p). Each joint self-attention is one scatter-heads /
+  gather-sequence all-to-all -> attention (the no-align pass: video->video and audio->audio over the
+  two contiguous ranges) -> reverse all-to-all; the key mask comes from the layout, built once per
+  render without communication. Cross-attention to the (replicated) text runs locally. The streams
+  are all-gathered before the output heads, so every rank ends with the same full sequence and the
+  sampler state stays identical on all ranks without further communication.
   Diffusers' context parallelism (`_cp_plan` + `ContextParallelConfig`) was the first choice, but its
   plan splits fixed tensor arguments at module boundaries, while NAVA's blocks take two streams of
-  different lengths plus per-stream RoPE tables, key masks and time indices, and the gathered joint
-  sequence is rank-interleaved ([v0; a0; v1; a1; ...]) so the key mask must be gathered the same way;
-  the few lines below are exact and cover both streams and the no-align (block-diagonal) pass.
+  different lengths plus per-stream RoPE tables, key masks and time indices.
 - `SyncedCancel` broadcasts rank 0's cancel flag at every step check, so all ranks stop at the same step.
 
 Who runs the ranks: `nava_core.workers.WorkerGroup` (persistent local processes behind the studio and
