@@ -215,6 +215,30 @@ def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def guidance_form_note(state: dict[str, Any], compiled: Any) -> str:
+    """How this render's scales combine, per stream, as the release combines them (NAVA_SPEC.md 5)."""
+    from nava_core.guidance import stream_form
+
+    settings = {**default_settings(state["project"].get("mode", "audio_video")), **(state.get("settings") or {})}
+    try:
+        g = GuidanceScales(**{k: float(v) for k, v in settings["guidance"].items()})
+    except (TypeError, ValueError):
+        return ""
+    has_video = state["project"].get("mode", "audio_video") != "audio"
+    voices = any(getattr(compiled, "voices", None) or [])
+    parts = []
+    for stream, scale, extra in (("video", g.video, "video_align"), ("audio", g.audio, "audio_align")):
+        if stream == "video" and not has_video:
+            continue
+        form = stream_form(g, stream, has_video, True, voices)
+        if form == "anchored":
+            parts.append(f"**{stream}**: cond + {scale:g}·(cond − neg) + sync/timbre terms "
+                         f"(anchored; like classic CFG {scale + 1:g})")
+        else:
+            parts.append(f"**{stream}**: neg + {scale:g}·(cond − neg) (classic CFG {scale:g}; no sync or timbre term)")
+    return "How these scales combine now, as the release: " + "; ".join(parts) + "."
+
+
 def effective_seconds(state: dict[str, Any]) -> float:
     """What NAVA will render: video durations snap to whole latent frames; audio is capped at 40.96 s."""
     seconds = float(state["project"].get("seconds") or 6.0)

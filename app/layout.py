@@ -236,6 +236,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                             for k in B.GUIDANCE_FIELDS:
                                 form[f"guidance.{k}"] = gr.Slider(0, 20, value=init_values[f"guidance.{k}"], step=0.1,
                                                                   label=f"{k.replace('_', ' ')}", info=B.GUIDANCE_HELP[k])
+                            guidance_form = gr.Markdown(elem_id="guidance-form")
                             reset_g = gr.Button("Reset to release defaults", size="sm")
                         estimate = gr.Markdown()
                         with gr.Row():
@@ -323,7 +324,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
 
         # ---------------- builder events ----------------
         compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate,
-                           model_estimate]
+                           model_estimate, guidance_form]
         recompile = dict(fn=lambda *v: H.compile_outputs(service, list(v)), inputs=all_inputs, outputs=compile_outputs,
                          show_progress="hidden", trigger_mode="always_last")
         for k, comp in form.items():

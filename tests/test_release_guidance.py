@@ -61,3 +61,29 @@ def test_audio_video_alignment_off_is_classic_in_both_streams(tiny_pipe):
     want_v, want_a = _one_step_by_hand(tiny_pipe, req, cond, _classic)
     torch.testing.assert_close(video, want_v, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(audio, want_a, rtol=1e-5, atol=1e-5)
+
+
+def test_studio_wording_follows_the_form_in_use():
+    from types import SimpleNamespace
+
+    from app import builder as B
+
+    st = B.default_state()
+    no_voice, voice = SimpleNamespace(voices=[None, None]), SimpleNamespace(voices=["a.wav", None])
+    note = B.guidance_form_note(st, no_voice)
+    assert "**video**: cond + 3·(cond − neg)" in note and "like classic CFG 4" in note
+    st["settings"]["guidance"] = {**st["settings"]["guidance"], "video_align": 0.0, "audio_align": 0.0}
+    note = B.guidance_form_note(st, no_voice)
+    assert "**video**: neg + 3·(cond − neg) (classic CFG 3" in note and "**audio**: neg + 2·(cond − neg)" in note
+    assert "**audio**: cond + 2·(cond − neg)" in B.guidance_form_note(st, voice)  # timbre term: anchored
+    st["project"]["mode"] = "audio"
+    st["settings"]["guidance"] = dataclasses_asdict(GuidanceScales.audio_only())
+    assert B.guidance_form_note(st, no_voice) == ("How these scales combine now, as the release: "
+                                                  "**audio**: neg + 2·(cond − neg) (classic CFG 2; no sync or timbre term).")
+    assert "**audio**: cond + 2·(cond − neg)" in B.guidance_form_note(st, voice)
+
+
+def dataclasses_asdict(x):
+    import dataclasses
+
+    return dataclasses.asdict(x)
