@@ -27,6 +27,10 @@ def test_buckets_image_proposal_and_truncation_choice(studio, tmp_path):
         assert len(options) == 13 and any("portrait 3:4 832x1088" in o for o in options), options
         assert any("landscape 5:2 1536x608" in o for o in options)
 
+        page.get_by_text("Guidance (0 switches a branch off)").click()
+        page.wait_for_function("(document.querySelector('#guidance-form') || {innerText: ''}).innerText"
+                               ".includes('like classic CFG 4')", timeout=20_000)
+
         page.get_by_text("First frame (image to video)").click()  # open the accordion, as a person does
         page.wait_for_selector("#first-image input[type=file]", state="attached", timeout=20_000)
         page.set_input_files("#first-image input[type=file]", str(tall))
