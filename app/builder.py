@@ -191,21 +191,22 @@ def compile_state(state: dict[str, Any]) -> Compiled:
 
 
 def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
-    """Findings as plain dicts (severity, where, message, fix) from prompt_builder's lint."""
+    """Findings as plain dicts (severity, where, message, fix)."""
     project = project_of(state)
     seconds = effective_seconds(state)
-    out: list[dict[str, str]] = []
     settings = state.get("settings") or {}
     if settings.get("prompt_manual") and (settings.get("prompt_text") or "").strip():
-        findings = list(pb.lint_text(settings["prompt_text"], seconds))
-    else:
-        findings = list(pb.lint_project(project, seconds))
+        return _finding_dicts(pb.lint_text(settings["prompt_text"], seconds), bool(settings.get("truncate_prompt")))
+    return _finding_dicts(pb.lint_project(project, seconds), bool(settings.get("truncate_prompt")))
+
+
+def _finding_dicts(findings: list[Any], truncate_prompt: bool = False) -> list[dict[str, str]]:
+    out = []
     for f in findings:
-        item = {"severity": str(getattr(f, "severity", "warning")), "where": str(getattr(f, "where", "")),
-                "message": str(getattr(f, "message", f)), "fix": str(getattr(f, "fix", "") or "")}
+        item = {"severity": str(f.severity), "where": str(f.where), "message": str(f.message), "fix": str(f.fix or "")}
         if getattr(f, "code", "") == "too-long":
             # Over 512 tokens blocks the render unless the user chose the release's behaviour (truncate).
-            if settings.get("truncate_prompt"):
+            if truncate_prompt:
                 item["severity"] = "warning"
                 item["message"] += "; it will be rendered truncated, as the release does"
             else:
@@ -213,6 +214,20 @@ def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
                 item["fix"] += f"; or tick '{TRUNCATE_LABEL}'"
         out.append(item)
     return out
+
+
+def lint_request(request: RenderRequest) -> list[dict[str, str]]:
+    """The same lint as the builder, for a request of any origin (studio, API, batch): its project
+    when the prompt is that project's compiled text, else the prompt text itself."""
+    project = None
+    if request.project:
+        try:
+            project = pb.Project.from_dict(request.project)
+        except (pb.SchemaError, ValueError, TypeError):
+            project = None
+    if project is not None and pb.compile_project(project).text.strip() == request.prompt.strip():
+        return _finding_dicts(pb.lint_project(project, request.seconds), request.truncate_prompt)
+    return _finding_dicts(pb.lint_text(request.prompt, request.seconds), request.truncate_prompt)
 
 
 def guidance_form_note(state: dict[str, Any], compiled: Any) -> str:
