@@ -89,3 +89,13 @@ def test_studio_lint_blocks_and_offers_truncation(data_dir):
     too_long = [f for f in B.lint_state(state) if "too long" in f["message"]]
     assert too_long[0]["severity"] == "warning" and "truncated, as the release does" in too_long[0]["message"]
     assert B.request_from_state(state).truncate_prompt is True
+
+
+def test_api_and_batch_lint_of_a_request_honours_truncate_prompt(data_dir):
+    from app import builder as B
+
+    req = RenderRequest(prompt=_long_prompt(data_dir), width=160, height=96, seconds=6.0)
+    sev = [f["severity"] for f in B.lint_request(req) if "too long" in f["message"]]
+    assert sev == ["error"]
+    sev = [f["severity"] for f in B.lint_request(req.replace(truncate_prompt=True)) if "too long" in f["message"]]
+    assert sev == ["warning"]
