@@ -109,27 +109,35 @@ def _cases() -> list[dict]:
     ]
 
 
+DEGREES = (2, 3, 4, 6)
+
+
 def _rank(rank: int, world: int, port: int, out: str) -> None:
+    """One process of a 6-process gloo world; each degree N runs on a sub-group of ranks 0..N-1."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=120))
     model = _model()
-    enable_ulysses(model, UlyssesContext(world, rank))
-    with torch.no_grad():
-        outs = [model(**c) for c in _cases()]
-    if rank == world - 1:
-        torch.save(outs, Path(out) / "outs.pt")
+    for degree in DEGREES:
+        group = dist.new_group(list(range(degree)))  # every rank takes part in creating every group
+        if rank < degree:
+            enable_ulysses(model, UlyssesContext(degree, rank, group=group))
+            with torch.no_grad():
+                outs = [model(**c) for c in _cases()]
+            if rank == degree - 1:
+                torch.save(outs, Path(out) / f"degree{degree}.pt")
+        dist.barrier()
     dist.destroy_process_group()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("world", [2, 3, 4, 6])
-def test_degree_equals_degree_1_fp32(world, tmp_path):
+def test_degrees_2_3_4_6_equal_degree_1_fp32(tmp_path):
     torch.set_num_threads(1)
     with torch.no_grad():
         reference = [_model()(**c) for c in _cases()]
+    world = max(DEGREES)
     ctx = mp.get_context("spawn")
     port = _free_port()
     procs = [ctx.Process(target=_rank, args=(r, world, port, str(tmp_path))) for r in range(world)]
@@ -138,12 +146,14 @@ def test_degree_equals_degree_1_fp32(world, tmp_path):
     for p in procs:
         p.join(300)
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    outs = torch.load(tmp_path / "outs.pt", weights_only=True)
-    worst = 0.0
-    for (v, a), (rv, ra) in zip(outs, reference):
-        for xs, ys in ((v, rv), (a, ra)):
-            assert (xs is None) == (ys is None)
-            for x, y in zip(xs or [], ys or []):
-                worst = max(worst, (x - y).abs().max().item())
-    print(f"degree {world}: max |diff| vs degree 1 = {worst:.2e}")
-    assert worst <= 1e-5
+    for degree in DEGREES:
+        outs = torch.load(tmp_path / f"degree{degree}.pt", weights_only=True)
+        worst = 0.0
+        for (v, a), (rv, ra) in zip(outs, reference):
+            for xs, ys in ((v, rv), (a, ra)):
+                assert (xs is None) == (ys is None)
+                for x, y in zip(xs or [], ys or []):
+                    assert x.shape == y.shape
+                    worst = max(worst, (x - y).abs().max().item())
+        print(f"degree {degree}: max |diff| vs degree 1 = {worst:.2e}")
+        assert worst <= 1e-5, (degree, worst)
