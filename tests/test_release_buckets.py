@@ -95,3 +95,18 @@ def test_request_file_without_size_takes_the_bucket_from_the_image(tmp_path):
     assert (check_request_dict(d).width, check_request_dict(d).height) == (960, 960)
     d.update(width=1280, height=704)
     assert (check_request_dict(d).width, check_request_dict(d).height) == (1280, 704)
+
+
+def test_i2av_renders_at_a_tiny_preview_of_the_images_bucket(tiny_pipe, tmp_path):
+    import numpy as np
+
+    img = _image(tmp_path / "tall.png", 300, 400)  # 3:4 portrait
+    bucket = nearest_bucket(300, 400)
+    size = TINY_PREVIEW_SIZES[bucket.name]
+    assert (bucket.width, bucket.height, size.width, size.height) == (832, 1088, 96, 128)
+    req = RenderRequest(prompt="A cat looks up. No music.", mode="image_audio_video", image=str(img),
+                        width=size.width, height=size.height, seconds=0.5, steps=1)
+    cond = tiny_pipe.encode_conditions(req)
+    video, audio, _ = tiny_pipe.denoise(req, cond)
+    frames, _wave = tiny_pipe.decode(req, video, audio, lambda e: None)
+    assert frames.shape[1:] == (128, 96, 3) and frames.dtype == np.uint8
