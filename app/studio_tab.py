@@ -118,7 +118,8 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                         form[f"audio.{k}"] = gr.Textbox(label=k.capitalize(), value=init_values[f"audio.{k}"])
                 lint_boxes["audio"] = gr.HTML()
             with gr.Accordion("First frame (image to video)", open=False) as image_box:
-                form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200)
+                form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200,
+                                         elem_id="first-image")
                 image_note = gr.Markdown("Adding an image switches to image + audio + video and proposes "
                                          "the aspect bucket that matches it.")
         with gr.Column(scale=2):
@@ -126,10 +127,15 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                                 value=False)
             form["prompt_text"] = gr.Textbox(label="Prompt NAVA will see (compiled live)", lines=8, max_lines=20,
                                              elem_id="prompt-text")
-            lint_boxes["prompt"] = gr.HTML()
+            lint_boxes["prompt"] = gr.HTML(elem_id="prompt-lint")
+            form["truncate_prompt"] = gr.Checkbox(label=B.TRUNCATE_LABEL, value=bool(init_values.get("truncate_prompt")),
+                                                  elem_id="truncate-prompt",
+                                                  info="Over 512 umT5 tokens the release cuts the prompt (and any line "
+                                                       "past the cut); unticked, the studio refuses it")
             with gr.Row():
-                form["bucket"] = gr.Radio([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
-                                          value=init_values["bucket"], label="Aspect bucket")
+                form["bucket"] = gr.Dropdown([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
+                                             value=init_values["bucket"], label="Aspect bucket", elem_id="bucket",
+                                             info="The release's 13 sizes at its 960 level; an image proposes its nearest")
             with gr.Row():
                 form["seconds"] = gr.Number(value=init_values["seconds"], label="Duration (s)", elem_id="seconds", minimum=0.5,
                                             maximum=40.96, step=0.5)
@@ -148,6 +154,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                 for k in B.GUIDANCE_FIELDS:
                     form[f"guidance.{k}"] = gr.Slider(0, 20, value=init_values[f"guidance.{k}"], step=0.1,
                                                       label=f"{k.replace('_', ' ')}", info=B.GUIDANCE_HELP[k])
+                guidance_form = gr.Markdown(elem_id="guidance-form")
                 reset_g = gr.Button("Reset to release defaults", size="sm")
             estimate = gr.Markdown()
             render = build_render_panel()
@@ -157,7 +164,8 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     all_inputs = form_list + [beats, cast]
 
     # ---------------- builder events ----------------
-    compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate]
+    compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate,
+                       guidance_form]
     recompile = dict(fn=lambda *v: H.compile_outputs(service, list(v)), inputs=all_inputs, outputs=compile_outputs,
                      show_progress="hidden", trigger_mode="always_last")
     for k, comp in form.items():
@@ -167,6 +175,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     beats.change(**recompile)
     cast.change(**recompile)
     form["prompt_text"].input(lambda t: gr.update(value=True), form["prompt_text"], form["prompt_manual"])
+    form["prompt_text"].blur(**recompile)  # re-lint a hand-edited prompt (its .change would loop)
     demo.load(**recompile)
 
     add_line.click(lambda bl, cl, r: (bl + [{"kind": "line", "text": "", "speaker": (cl[0]["id"] if cl else "A"),

@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, metavar="N",
                    help=f"GPUs for Ulysses sequence parallel, dividing the attention heads "
                         f"({', '.join(map(str, valid_gpu_counts()))})")
+    p.add_argument("--refuse-long-prompts", action="store_true",
+                   help="refuse prompts over 512 umT5 tokens (default: truncate as the release does, with a warning)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
@@ -146,16 +148,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = {k: v for k, v in scales.items() if v is not None}
     if given:
         o[GUIDANCE_OVERRIDES] = given
+    o[TRUNCATE_DEFAULT] = not getattr(args, "refuse_long_prompts", False)
     return o
 
 
 GUIDANCE_OVERRIDES = "_guidance_overrides"
+TRUNCATE_DEFAULT = "_truncate_prompt_default"  # the CLI truncates over-long prompts as the release does
 
 
 def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Command-line flags over a request's fields; guidance flags change only the scales they name."""
     scales = overrides.get(GUIDANCE_OVERRIDES)
-    merged = {**data, **{k: v for k, v in overrides.items() if k != GUIDANCE_OVERRIDES}}
+    merged = {**data, **{k: v for k, v in overrides.items() if k not in (GUIDANCE_OVERRIDES, TRUNCATE_DEFAULT)}}
+    if TRUNCATE_DEFAULT in overrides and "truncate_prompt" not in data:
+        merged["truncate_prompt"] = overrides[TRUNCATE_DEFAULT]
     if merged.get("mode") == "audio" and "guidance" not in data:
         merged["guidance"] = dataclasses.asdict(GuidanceScales.audio_only())
     if scales:
@@ -219,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 failures += 1
                 print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
                 continue
+            for warning in outs.warnings:
+                print(f"nava-render: warning: {warning}", file=sys.stderr)
             print(outs.mp4 or outs.wav)
     finally:
         if hasattr(engine, "close"):

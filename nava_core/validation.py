@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from nava_core.request import MAX_SEED, RenderRequest, RequestError
+from nava_core.config import nearest_bucket
+from nava_core.request import MAX_SEED, RenderRequest, RequestError, count_spans, voices_for_spans
 
 MB = 1024 * 1024
 
@@ -356,6 +357,10 @@ def check_request_dict(
         raise InputError(what, str(e)) from None
     except (TypeError, ValueError) as e:  # a type the request's own checks did not foresee
         raise InputError(what, f"malformed field ({e})", "check the field types against a saved request") from None
+    try:
+        voices_for_spans(req.speaker_wavs, count_spans(req.prompt))
+    except RequestError as e:
+        raise InputError(what, str(e)) from None
     if not check_files:
         return req
     base = Path(base_dir) if base_dir is not None else None
@@ -372,9 +377,13 @@ def check_request_dict(
         changes["speaker_wavs"] = tuple(voices)
     if req.image:
         ip = _resolve(req.image, base)
-        check_image_file(ip)
+        image = check_image_file(ip)
         if str(ip) != req.image:
             changes["image"] = str(ip)
+        if req.mode == "image_audio_video" and "width" not in d and "height" not in d:
+            # As the release CLI: without an explicit size the bucket comes from the image (NAVA_SPEC.md 5).
+            bucket = nearest_bucket(image.width, image.height)
+            changes.update(width=bucket.width, height=bucket.height)
     return req.replace(**changes) if changes else req
 
 
