@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from nava_core.request import MAX_SEED, RenderRequest, RequestError
+from nava_core.schema import MAX_REQUEST_CHARS, SchemaError, parse_json_text, validate_request
 
 MB = 1024 * 1024
 
@@ -278,6 +279,9 @@ def check_text(text: Any, max_chars: int = 20_000, what: str = "prompt", allow_e
         if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
             raise InputError(what, f"it contains the control character U+{ord(ch):04X} at position {i}",
                              "remove it (only newlines and tabs are allowed)")
+        if unicodedata.category(ch) == "Cs":
+            raise InputError(what, f"it contains a lone surrogate U+{ord(ch):04X} at position {i} (not valid Unicode)",
+                             "remove it or send the text as UTF-8")
     if not allow_empty and not text.strip():
         raise InputError(what, "it is empty", "write something (or load a preset)")
     return text
@@ -328,31 +332,17 @@ def check_request_dict(
     file checks.
     """
     what = "render request"
-    if isinstance(d, (bytes, bytearray)):
-        try:
-            d = d.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(what, "it is not UTF-8 text", "send JSON text") from None
-    if isinstance(d, str):
-        if len(d) > 4 * max_prompt_chars + 200_000:
-            raise InputError(what, f"the JSON is {len(d):,} characters long", "send a smaller request")
-        try:
-            d = json.loads(d)
-        except json.JSONDecodeError as e:
-            raise InputError(what, f"it is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
-                             "fix the JSON syntax") from None
-    if not isinstance(d, Mapping):
-        raise InputError(what, f"it must be a JSON object, got {type(d).__name__}",
-                         'send an object such as {"prompt": "..."}')
-    d = dict(d)
-    if "prompt" in d:
-        d["prompt"] = check_text(d["prompt"], max_prompt_chars, "prompt")
-    for key in ("negative_prompt", "title"):
-        if d.get(key) is not None:
-            d[key] = check_text(d[key], max_prompt_chars, key, allow_empty=True)
     try:
-        req = RenderRequest.from_dict(d)
-    except RequestError as e:
+        if isinstance(d, (str, bytes, bytearray)):
+            d = parse_json_text(d, what, MAX_REQUEST_CHARS)
+        if isinstance(d, Mapping):
+            d = dict(d)
+            if "prompt" in d and isinstance(d["prompt"], str):  # refused by name before anything else
+                d["prompt"] = check_text(d["prompt"], max_prompt_chars, "prompt")
+        req = validate_request(d)
+    except InputError:
+        raise
+    except (SchemaError, RequestError) as e:
         raise InputError(what, str(e)) from None
     except (TypeError, ValueError) as e:  # a type the request's own checks did not foresee
         raise InputError(what, f"malformed field ({e})", "check the field types against a saved request") from None
