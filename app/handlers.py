@@ -174,16 +174,15 @@ def api_render(service: StudioService, request_json: str) -> str:
     Every field and every voice/image file is checked (nava_core.validation) before anything is
     queued, so a refused request never reaches the queue or the history.
     """
+    from nava_core.schema import SchemaError, parse_json_text
     from nava_core.validation import InputError, check_request_dict
 
-    data: Any = request_json
-    if isinstance(request_json, str) and len(request_json) <= MAX_REQUEST_JSON_CHARS:
-        try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
-            data = json.loads(request_json)
-        except json.JSONDecodeError:
-            pass  # check_request_dict says where the syntax error is
-    try:
+    try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
+        data = parse_json_text(request_json, "render request", MAX_REQUEST_JSON_CHARS) \
+            if isinstance(request_json, (str, bytes)) else request_json
         request = check_request_dict(data, check_files=True)
+    except SchemaError as e:
+        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     except InputError as e:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     except (RequestError, ValueError) as e:
@@ -222,17 +221,20 @@ def _check_project_texts(value: Any, where: str = "project") -> None:
 
 def _project_from_text(project_json: str) -> pb.Project:
     """Parse /lint and /compile input, refusing control characters and over-long text first."""
+    from nava_core.schema import SchemaError, parse_json_text
     from nava_core.validation import InputError, check_text
 
     try:
         text = check_text(project_json, MAX_PROJECT_JSON_CHARS, "project JSON")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
+            data = parse_json_text(text, "project JSON", MAX_PROJECT_JSON_CHARS)
+        except SchemaError as e:
+            if "not valid JSON" not in str(e):
+                raise
             data = None  # Project.from_json reports the syntax error below
         if data is not None:
             _check_project_texts(data)
-    except InputError as e:
+    except (InputError, SchemaError) as e:
         raise gr.Error(f"invalid project: {_one_line(e)}") from e
     try:
         return pb.Project.from_json(text)

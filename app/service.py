@@ -30,7 +30,7 @@ from app.render_queue import SINGLE_BATCH, RenderJob, RenderQueue
 
 log = logging.getLogger(__name__)
 
-VOICE_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".wma", ".aiff", ".aif"}
+VOICE_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4"}
 
 
 class StudioError(ValueError):
@@ -177,9 +177,15 @@ class StudioService:
 
     def add_voice(self, upload: str | Path) -> VoiceUpload:
         """Check a voice upload (any format) and keep a copy; raises StudioError saying what to do."""
+        from nava_core.validation import VOICE_MAX_SECONDS, InputError, check_audio_file
+
         src = Path(upload)
         if src.suffix.lower() not in VOICE_EXTS:
             raise StudioError(f"{src.name} is not an audio file NAVA Studio reads; upload wav, mp3, flac, ogg, opus or m4a.")
+        try:  # content and declared length first: nothing is decoded past what a voice uses
+            check_audio_file(src, max_seconds=VOICE_MAX_SECONDS, what=f"voice {src.name}")
+        except InputError as e:
+            raise StudioError(explain(e)) from e
         try:
             info = E.probe_voice(src)
         except E.VoiceError as e:
@@ -284,13 +290,13 @@ class StudioService:
 
     def add_image(self, upload: str | Path) -> tuple[str, str]:
         """Keep a first-frame image; returns (stored path, proposed aspect bucket name)."""
-        from PIL import Image
+        from nava_core.validation import InputError, check_image_file
 
-        try:
-            with Image.open(upload) as im:
-                w, h = im.size
-        except Exception as e:  # noqa: BLE001
-            raise StudioError(f"{Path(upload).name} is not an image NAVA Studio can read ({e}); upload a PNG or JPEG.") from e
+        try:  # pixel count from the header before any decode (bombs), then a full decode; same check as /render
+            checked = check_image_file(upload, what=f"image {Path(upload).name}")
+        except InputError as e:
+            raise StudioError(explain(e)) from e
+        w, h = checked.width, checked.height
         return str(self._store(upload, self.paths.images)), nearest_bucket(w, h).name
 
     # ---- rendering -----------------------------------------------------------------------------

@@ -109,8 +109,12 @@ _ACCEPTS: dict[str, str] = {
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"a {len(str(abs(value)))}-digit number"
     text = repr(value)
-    return text if len(text) <= 40 else f"{type(value).__name__} of {len(value) if hasattr(value, '__len__') else '?'} items/characters"
+    if len(text) <= 40:
+        return text
+    return f"{type(value).__name__} of {len(value):,} items" if hasattr(value, "__len__") else text[:40] + "..."
 
 
 def _message(err: dict[str, Any]) -> str:

@@ -156,13 +156,31 @@ def _check_wav_structure(p: Path, size: int, what: str) -> None:
     raise InputError(what, "the WAV file has no audio data chunk", "re-export it as a standard WAV")
 
 
+VOICE_MAX_SECONDS = 300.0  # longest voice file accepted, judged by its header before any decode
+VOICE_USED_SECONDS = 30.0  # the part of a voice the speaker encoder (and the preview) reads
+
+
+def declared_audio_seconds(container: Any, stream: Any) -> float | None:
+    """The duration an audio file's header declares (stream, else container), without decoding it."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1e6
+    return None
+
+
 def check_audio_file(
     path: str | os.PathLike[str],
     max_bytes: int = 50 * MB,
     max_seconds: float = 600.0,
     what: str = "audio file",
+    decode_seconds: float = VOICE_USED_SECONDS + 0.5,
 ) -> AudioCheck:
-    """Accept an audio upload only if its content is a supported format that really decodes."""
+    """Accept an audio upload only if its content is a supported format that really decodes.
+
+    The length is judged from the header first (a 272 KB FLAC can declare 3 hours), and at most
+    `decode_seconds` are decoded to prove the file is readable, so no file costs more than that.
+    """
     p, size, head = _open_checked(path, what, max_bytes)
     kind = sniff(head)
     if kind not in AUDIO_KINDS:
@@ -173,22 +191,25 @@ def check_audio_file(
     import av  # lazy: keeps `import nava_core.validation` light
 
     demuxer, desc = AUDIO_KINDS[kind]
+    declared = None
     try:
         with av.open(str(p), format=demuxer) as container:
             streams = container.streams.audio
             if not streams:
                 raise InputError(what, f"{p.name} ({desc}) has no audio stream", "upload a file that contains sound")
             stream = streams[0]
-            if container.duration is not None and container.duration / 1e6 > max_seconds + 1:
-                raise InputError(what, f"{p.name} is {container.duration / 1e6:.0f} s long, longer than the "
-                                 f"{max_seconds:.0f} s limit", "trim it to a shorter clip")
+            declared = declared_audio_seconds(container, stream)
+            if declared is not None and declared > max_seconds + 1:
+                raise InputError(what, f"{p.name} declares {declared:,.0f} s of audio, longer than the "
+                                 f"{max_seconds:.0f} s limit", f"trim it to a short clip (only the first "
+                                 f"{VOICE_USED_SECONDS:.0f} s of a voice are used)")
             samples, rate, channels = 0, stream.rate or 0, stream.channels or 0
+            limit = min(max_seconds, decode_seconds)
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-                if rate and samples / rate > max_seconds:
-                    raise InputError(what, f"{p.name} is longer than the {max_seconds:.0f} s limit",
-                                     "trim it to a shorter clip")
+                if rate and samples / rate > limit:
+                    break
     except InputError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
@@ -197,11 +218,15 @@ def check_audio_file(
     if samples == 0 or not rate:
         raise InputError(what, f"{p.name} ({desc}) decodes to no audio samples",
                          "upload the complete file; it may be damaged or cut off")
+    decoded_s = samples / rate
+    if decoded_s > max_seconds:
+        raise InputError(what, f"{p.name} is longer than the {max_seconds:.0f} s limit", "trim it to a shorter clip")
+    duration_s = max(decoded_s, declared) if declared is not None and decoded_s >= limit else decoded_s
     notes = []
     ext = p.suffix.lower().lstrip(".")
     if ext and ext not in (kind, "mp4" if kind == "m4a" else kind, "oga" if kind == "ogg" else kind):
         notes.append(f"{p.name} is named .{ext} but contains {desc}; it is read as {desc}")
-    return AudioCheck(p, kind, samples / rate, int(rate), int(channels), tuple(notes))
+    return AudioCheck(p, kind, duration_s, int(rate), int(channels), tuple(notes))
 
 
 # ---- images ---------------------------------------------------------------------------------
@@ -356,7 +381,7 @@ def check_request_dict(
             voices.append(w)
             continue
         wp = _resolve(w, base)
-        check_audio_file(wp, what=f"voice reference {i + 1} ({Path(w).name})")
+        check_audio_file(wp, max_seconds=VOICE_MAX_SECONDS, what=f"voice reference {i + 1} ({Path(w).name})")
         voices.append(str(wp))
     if tuple(voices) != req.speaker_wavs:
         changes["speaker_wavs"] = tuple(voices)
@@ -480,6 +505,9 @@ __all__ = [
     "BundleCheck",
     "sniff",
     "check_audio_file",
+    "declared_audio_seconds",
+    "VOICE_MAX_SECONDS",
+    "VOICE_USED_SECONDS",
     "check_image_file",
     "check_text",
     "check_number",
