@@ -700,7 +700,7 @@ def run_one(
         return "cancelled"
     except Exception as e:  # a render error fails this job, not the runner
         shutil.rmtree(tmp, ignore_errors=True)
-        if requeue_on_output_error and is_output_error(e):
+        if requeue_on_output_error and is_output_error(e, out_root):
             queue.release(job.id, str(as_output_error(e, out_root)))
             raise as_output_error(e, out_root) from e
         queue.mark_failed(job.id, f"{type(e).__name__}: {e}", retry=False)

@@ -41,11 +41,35 @@ class OutputFolderError(RuntimeError):
         self.errno = errno_
 
 
-def is_output_error(exc: BaseException) -> bool:
-    """Whether `exc` is about the place outputs go (so the job is not to blame)."""
+LOW_SPACE_BYTES = 64 * 1024 * 1024  # below this, a failed write is taken for a full disk
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Free space for an unprivileged writer on the file system of `folder` (its nearest existing ancestor)."""
+    q = Path(folder)
+    while not q.exists() and q.parent != q:
+        q = q.parent
+    try:
+        st = os.statvfs(q)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def is_output_error(exc: BaseException, folder: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `exc` is about the place outputs go (so the job is not to blame).
+
+    Encoders (libsndfile, FFmpeg) report a full disk as "System error." without an errno; with `folder`
+    given, any failure while its file system is nearly full counts as a full disk.
+    """
     if isinstance(exc, OutputFolderError):
         return True
-    return isinstance(exc, OSError) and getattr(exc, "errno", None) in _FOLDER_ERRNOS
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) in _FOLDER_ERRNOS:
+        return True
+    if folder is not None and not isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        free = free_bytes(folder)
+        return free is not None and free < LOW_SPACE_BYTES
+    return False
 
 
 def describe(exc: OSError, folder: str | os.PathLike[str]) -> str:
@@ -61,7 +85,13 @@ def describe(exc: OSError, folder: str | os.PathLike[str]) -> str:
 def as_output_error(exc: BaseException, folder: str | os.PathLike[str]) -> OutputFolderError:
     if isinstance(exc, OutputFolderError):
         return exc
-    return OutputFolderError(describe(exc, folder), getattr(exc, "errno", None))  # type: ignore[arg-type]
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) in _FOLDER_ERRNOS:
+        return OutputFolderError(describe(exc, folder), exc.errno)
+    free = free_bytes(folder)
+    left = f"{free / 1024:.0f} KB free" if free is not None else "no space left"
+    return OutputFolderError(f"the output folder {folder} is on a full disk ({left}; writing failed: "
+                             f"{' '.join(str(exc).split())[:200]}); free some space or choose another --out folder",
+                             errno.ENOSPC)
 
 
 def check_output_dir(folder: str | os.PathLike[str], create: bool = True) -> Path:

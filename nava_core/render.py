@@ -110,7 +110,7 @@ def render_to_files(
             written.append(srt_path)
         sidecar = write_sidecar(stem.with_suffix(".json"), req_json)
     except BaseException:
-        for p in written:
+        for p in [*written, stem.with_suffix(".json")]:  # write_mp4 writes the sidecar too
             p.unlink(missing_ok=True)
         raise
     timings = dict(result.timings)
@@ -317,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 outs = render_to_files(engine, req, args.out, progress=progress)
             except Exception as e:  # noqa: BLE001 - the output folder's problems stop the run (exit 3)
-                if is_output_error(e):
+                if is_output_error(e, args.out):
                     print(f"nava-render: {as_output_error(e, args.out)}", file=sys.stderr)
                     return 3
                 if not isinstance(e, (RequestError, ValueError, FileNotFoundError, RuntimeError)):

@@ -345,7 +345,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path):
 
 @pytest.mark.parametrize("row,channel", _cases())
 def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                    capsys: pytest.CaptureFixture[str], refused) -> None:
     data = _materialise(row, tmp_path)
     if channel.startswith("cli"):
         from nava_core.jobs import JobQueue
@@ -370,7 +370,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
         rc = main([*argv, "--weights", str(weights), "--out", str(out), "-q"])
         err = capsys.readouterr().err
         assert rc == 2, err[-2000:]
-        _one_line_reason(err, row.expect)
+        refused(f"{row.id}-{channel}", _one_line_reason(err, row.expect))
         assert _tree(out) == before, "the refusal wrote or changed files"
         return
 
@@ -387,6 +387,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
         fn(text)
     message = str(info.value.message if hasattr(info.value, "message") else info.value)
     assert "\n" not in message.strip() and re.search(row.expect, message, re.IGNORECASE), message
+    refused(f"{row.id}-{channel}", message)
     assert [(e.id, e.status) for e in service.history.list()] == history_before, "the refusal touched the history"
     assert service.queue.snapshot() == [] and _tree(service.paths.outputs) == outputs_before
 
