@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nava_core.config import BUCKETS, MEMORY_PROFILE_ALIASES, MEMORY_PROFILE_NAMES, GuidanceScales
+from nava_core.config import BUCKETS, GuidanceScales
+from nava_core.profiles import ALIASES as PROFILE_ALIASES
+from nava_core.profiles import CHOICES as PROFILE_CHOICES
 from nava_core.request import MAX_SEED, MAX_STEPS, MODES, REQUEST_VERSION, RenderRequest
 
 MAX_TEXT_CHARS = 20_000  # prompt / negative prompt (NAVA reads at most 512 tokens anyway)
@@ -33,7 +35,7 @@ MAX_REQUEST_CHARS = 4 * MAX_TEXT_CHARS + MAX_PROJECT_CHARS + 64 * MAX_PATH_CHARS
 # frame size bounds: within the release buckets (the largest side and the largest pixel count of any bucket)
 MAX_FRAME_SIDE = max(max(b.width, b.height) for b in BUCKETS)
 MAX_FRAME_PIXELS = max(b.width * b.height for b in BUCKETS)
-PROFILES: tuple[str, ...] = ("auto", *MEMORY_PROFILE_NAMES, *MEMORY_PROFILE_ALIASES)
+PROFILES: tuple[str, ...] = (*PROFILE_CHOICES, *PROFILE_ALIASES)
 
 
 class SchemaError(ValueError):
