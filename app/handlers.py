@@ -168,11 +168,27 @@ def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[li
     return gallery, rows
 
 
-def api_render(service: StudioService, request_json: str) -> str:
-    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out.
+def client_id(request: Any) -> str:
+    """Who a call counts against for the queue limits: the login when auth is on, else the browser or API
+    client's session (every gradio_client instance has its own), else its address."""
+    if request is None:
+        return "local"
+    user = getattr(request, "username", None)
+    if user:
+        return f"user:{user}"
+    session = getattr(request, "session_hash", None)
+    if session:
+        return f"session:{session}"
+    client = getattr(request, "client", None)
+    return f"host:{getattr(client, 'host', '') or 'unknown'}"
 
-    Every field and every voice/image file is checked (nava_core.validation) before anything is
-    queued, so a refused request never reaches the queue or the history.
+
+def api_enqueue(service: StudioService, request_json: str, owner: str = "api") -> Any:
+    """Check a /render or /submit request completely, then queue it; returns the RenderJob.
+
+    Every field (nava_core.schema), every voice/image path (inside the uploads folder or an allowed
+    root) and file (by content, length from the header) and the queue limits are checked before
+    anything is queued or recorded, so a refused request leaves no trace.
     """
     from nava_core.schema import SchemaError, parse_json_text
     from nava_core.validation import InputError, check_request_dict
@@ -180,7 +196,7 @@ def api_render(service: StudioService, request_json: str) -> str:
     try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
         data = parse_json_text(request_json, "render request", MAX_REQUEST_JSON_CHARS) \
             if isinstance(request_json, (str, bytes)) else request_json
-        request = check_request_dict(data, check_files=True)
+        request = check_request_dict(data, check_files=False)
     except SchemaError as e:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     except InputError as e:
@@ -188,12 +204,55 @@ def api_render(service: StudioService, request_json: str) -> str:
     except (RequestError, ValueError) as e:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     try:
-        job = service.render_blocking(request)
+        return service.submit(None, owner=owner, request=request)
     except StudioError as e:
-        raise gr.Error(str(e)) from e
+        raise gr.Error(_one_line(e)) from e
+
+
+def _result_file(job: Any) -> str:
     if job.status != "done":
-        raise gr.Error(job.error or f"render {job.status}")
+        raise gr.Error(job.error or f"render {job.id} {job.status}")
     return job.outputs.get("mp4") or job.outputs["wav"]
+
+
+def api_render(service: StudioService, request_json: str, owner: str = "api") -> str:
+    """/render, blocking form (tests, scripts): the request in, the MP4 (WAV for audio-only) path out."""
+    job = api_enqueue(service, request_json, owner)
+    service.queue.wait(job.id)
+    return _result_file(job)
+
+
+async def api_render_async(service: StudioService, request_json: str, request: Any = None) -> str:
+    """/render as served: checks and queues in a worker thread (fast), then waits on the event loop, so a
+    hundred waiting renders hold no worker thread and /lint, /compile and the page stay responsive."""
+    import asyncio
+
+    import anyio
+
+    job = await anyio.to_thread.run_sync(api_enqueue, service, request_json, client_id(request))
+    while not job.done_event.is_set():
+        await asyncio.sleep(0.2)
+    return _result_file(job)
+
+
+def api_submit(service: StudioService, request_json: str, request: Any = None) -> str:
+    """/submit: queue a render and return at once: {"job_id", "ahead"} as JSON text (fetch with /result)."""
+    job = api_enqueue(service, request_json, client_id(request))
+    return json.dumps({"job_id": job.id, "status": job.status, "ahead": service.queue.jobs_ahead(job.id)})
+
+
+def api_result(service: StudioService, job_id: str) -> str:
+    """/result: the file of a finished render by job id; a clear error while it waits, runs or failed."""
+    if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > 64:
+        raise gr.Error("invalid job id: send the job_id /submit returned")
+    job = service.queue.get(job_id.strip())
+    if job is None:
+        raise gr.Error(f"no render {job_id} in this studio's queue (ids are valid until the studio restarts)")
+    if job.status == "queued":
+        raise gr.Error(f"render {job_id} is queued, {service.queue.jobs_ahead(job_id)} ahead of it; ask again later")
+    if job.status == "running":
+        raise gr.Error(f"render {job_id} is running; ask again later")
+    return _result_file(job)
 
 
 MAX_PROJECT_JSON_CHARS = 200_000

@@ -301,11 +301,28 @@ def build_ui(service: StudioService) -> gr.Blocks:
             api_proj = gr.Textbox()
             api_text = gr.Textbox()
             api_render_btn = gr.Button()
+            api_submit_btn = gr.Button()
+            api_result_btn = gr.Button()
+            api_job = gr.Textbox()
             api_lint_btn = gr.Button()
             api_compile_btn = gr.Button()
-        api_render_btn.click(lambda s: H.api_render(service, s), api_req, api_file, api_name="render",
-                             concurrency_limit=None,
+
+        async def _api_render(request_json: str, request: gr.Request) -> str:
+            return await H.api_render_async(service, request_json, request)
+
+        def _api_submit(request_json: str, request: gr.Request) -> str:
+            return H.api_submit(service, request_json, request)
+
+        # /render waits on the event loop (no worker thread held), so it needs no concurrency limit; the
+        # studio's own queue limits (per client, in total) bound the work
+        api_render_btn.click(_api_render, api_req, api_file, api_name="render", concurrency_limit=None,
                              api_description="Render a request (RenderRequest JSON text); returns the MP4 file.")
+        api_submit_btn.click(_api_submit, api_req, api_text, api_name="submit", concurrency_limit=None,
+                             api_description="Queue a render request and return at once: {job_id, status, ahead} "
+                                             "as JSON text; fetch the file with /result.")
+        api_result_btn.click(lambda job_id: H.api_result(service, job_id), api_job, api_file, api_name="result",
+                             concurrency_limit=None,
+                             api_description="The file of a finished render by the job_id /submit returned.")
         api_lint_btn.click(H.api_lint, api_proj, api_text, api_name="lint",
                            api_description="Lint a project (Project JSON text); returns findings as JSON text.")
         api_compile_btn.click(H.api_compile, api_proj, api_text, api_name="compile",
@@ -401,17 +418,21 @@ def build_ui(service: StudioService) -> gr.Blocks:
         import_file.upload(_import, [import_file, rev], [*form_list, beats, cast, rev], api_visibility="private")
 
         # ---------------- render ----------------
-        def _render(data: dict[Any, Any], request: gr.Request):
-            # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument
-            owner = getattr(request, "session_hash", "") or ""
+        async def _render(data: dict[Any, Any], request: gr.Request):
+            # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument.
+            # Async: the checks and the enqueue run in a worker thread, the wait on the event loop, so
+            # renders waiting in the queue hold no thread (the page and the API stay responsive).
+            import anyio
+
+            owner = H.client_id(request)
             state = H.state_of([data[c] for c in all_inputs])
             try:
-                job = service.submit(state, owner=owner)
+                job = await anyio.to_thread.run_sync(lambda: service.submit(state, owner=owner))
             except StudioError as e:
                 gr.Warning(str(e))
                 yield _view_updates(None, str(e))
                 return
-            for view in service.follow(job):
+            async for view in service.follow_async(job):
                 yield _view_updates(view)
 
         def _view_updates(view: Any, error: str = ""):
@@ -431,7 +452,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                         concurrency_limit=None, api_visibility="private", show_progress="hidden")
 
         def _cancel(request: gr.Request) -> None:
-            gr.Info(service.cancel(getattr(request, "session_hash", "") or ""))
+            gr.Info(service.cancel(H.client_id(request)))
 
         cancel_btn.click(_cancel, None, None, api_visibility="private", queue=False)
 
@@ -525,7 +546,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
         tabs_holder = demo  # noqa: F841 - tabs are selected through the returned gr.Tabs update below
         reuse_btn.click(_reuse, [hist_id, rev], [*form_list, beats, cast, rev, _tabs_of(demo)])
 
-    _keep_api_to(demo, {"render", "lint", "compile"})
+    _keep_api_to(demo, {"render", "submit", "result", "lint", "compile"})
     return demo
 
 

@@ -147,6 +147,11 @@ class RenderQueue:
         log.info("cancel requested for running render %s", job_id)
         return True
 
+    def unfinished(self, owner: str | None = None) -> int:
+        """Queued or running renders (of one client when `owner` is given): what the admission limits count."""
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status not in FINISHED and (owner is None or j.owner == owner))
+
     def cancel_owner(self, owner: str) -> int:
         """Cancel every unfinished job of one browser session (the Cancel button)."""
         with self._lock:

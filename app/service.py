@@ -37,6 +37,20 @@ class StudioError(ValueError):
     """A user mistake the page reports as a message (what is wrong and what to do)."""
 
 
+class QueueFull(StudioError):
+    """The render queue is at its limit for this client or in total; nothing was queued."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much waiting work the studio accepts: per client (browser session, API client or login) and
+    in total. A render over either limit is refused before it is recorded, so no client can make the
+    server queue unbounded work."""
+
+    per_client: int = 10
+    total: int = 100
+
+
 @dataclass(frozen=True)
 class VoiceUpload:
     path: str  # persistent copy in the data folder (what the request references)
@@ -67,9 +81,23 @@ class StudioService:
     batch job never share the GPU.
     """
 
-    def __init__(self, paths: StudioPaths, engine: E.Engine) -> None:
+    def __init__(self, paths: StudioPaths, engine: E.Engine, allowed_roots: tuple[str | Path, ...] = (),
+                 limits: QueueLimits | None = None) -> None:
+        from nava_core.validation import PathBoundary
+
         self.paths = paths
         self.engine = engine
+        # request paths must lie in the uploads folder or a folder the operator allowed (--allow-path)
+        self.boundary = PathBoundary.of(paths.uploads, *allowed_roots)
+        self.limits = limits or QueueLimits()
+        self._admit_lock = threading.Lock()
+        from app.access import AdminPolicy, FolderBoundary
+
+        self.admin = AdminPolicy()  # local-only admin actions unless create_app says otherwise
+        # weights folders the UI may pick: the data folder, allowed roots, and the one the operator started with
+        self.weights_boundary = FolderBoundary.of(paths.home, *allowed_roots,
+                                                  None if engine.choice.folder == "tiny" else engine.choice.folder,
+                                                  engine.choice.suggested or None)
         self.gpu_lock: threading.RLock = engine.gpu_lock
         self.batch: Any = None  # the Batch tab's runner, once mounted (attach_batch)
         self.history = HistoryStore(paths.history_db)
@@ -303,6 +331,8 @@ class StudioService:
 
     def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None) -> RenderJob:
         """Queue a render of the builder state (or of a ready request, for the API)."""
+        from nava_core.validation import InputError, check_request_files
+
         if request is None:
             if state is None:
                 raise StudioError("nothing to render")
@@ -312,13 +342,30 @@ class StudioService:
             request = self.build_request(state)
         else:
             request = self._for_engine(request)
+        try:  # the page's state is client data too: its voice and image paths get the API's checks
+            request = check_request_files(request, boundary=self.boundary)
+        except InputError as e:
+            raise StudioError(explain(e)) from e
         if not self.engine.available():
             raise StudioError(explain(E.EngineUnavailable(
                 "This build has no render engine yet (nava_core.pipeline / nava_core.render); update and restart.")))
         builder_state = state if state is not None else _safe_state_from_request(request)
-        job = RenderJob(request=request)
-        self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)
-        return self.queue.submit(request, builder_state, owner, job_id=job.id)
+        with self._admit_lock:  # count and enqueue together: concurrent clients cannot overshoot the limits
+            self._admit(owner)
+            job = RenderJob(request=request)
+            self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)
+            return self.queue.submit(request, builder_state, owner, job_id=job.id)
+
+    def _admit(self, owner: str) -> None:
+        total = self.queue.unfinished()
+        if total >= self.limits.total:
+            raise QueueFull(f"The render queue is full ({total} renders waiting or running, the limit is "
+                            f"{self.limits.total}); nothing was queued. What to do: try again when some have finished.")
+        mine = self.queue.unfinished(owner)
+        if mine >= self.limits.per_client:
+            raise QueueFull(f"The render queue is full for you: {mine} of your renders are waiting or running (the "
+                            f"limit per client is {self.limits.per_client}); nothing was queued. What to do: wait "
+                            "for one to finish or cancel one.")
 
     def _run_job(self, job: RenderJob, out_dir: Path, progress: Any, cancel: Any) -> dict[str, Any]:
         """Render into the queue's temporary folder; every output named here must lie inside it."""
@@ -378,6 +425,21 @@ class StudioService:
                 last = v
             if finished:
                 return
+
+    async def follow_async(self, job: RenderJob, interval: float = 0.25):
+        """`follow` for async handlers: waits on the event loop instead of holding a worker thread."""
+        import asyncio
+
+        last = None
+        while True:
+            finished = job.done_event.is_set()
+            v = self.view(job)
+            if v != last:
+                yield v
+                last = v
+            if finished:
+                return
+            await asyncio.sleep(interval)
 
     def render_blocking(self, request: RenderRequest, timeout: float | None = None) -> RenderJob:
         job = self.submit(None, owner="api", request=request)

@@ -349,6 +349,7 @@ def check_request_dict(
     base_dir: str | os.PathLike[str] | None = None,
     check_files: bool = True,
     max_prompt_chars: int = 20_000,
+    boundary: "PathBoundary | None" = None,
 ) -> RenderRequest:
     """Turn API/JSON input into a RenderRequest, or refuse it with an InputError.
 
@@ -373,6 +374,49 @@ def check_request_dict(
         raise InputError(what, f"malformed field ({e})", "check the field types against a saved request") from None
     if not check_files:
         return req
+    return check_request_files(req, base_dir, boundary)
+
+
+@dataclass(frozen=True)
+class PathBoundary:
+    """The folders a server lets a request's voice and image paths point into (the data folder's uploads,
+    plus any the operator allows). Paths are judged after resolving `..` and symlinks, and a path outside
+    gets one and the same answer whether or not a file is there, so the server is no oracle of its files."""
+
+    roots: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, *roots: str | os.PathLike[str]) -> "PathBoundary":
+        # each root both as written and resolved, so a root reached through a link still matches
+        out: list[Path] = []
+        for r in roots:
+            for q in (Path(os.path.abspath(r)), Path(os.path.realpath(r))):
+                if q not in out:
+                    out.append(q)
+        return cls(tuple(out))
+
+    @property
+    def base(self) -> Path:
+        """Where relative paths start: the first root (the uploads folder), never the server's working folder."""
+        return self.roots[0]
+
+    def resolve(self, path: str, what: str) -> Path:
+        """The path (normalised, links not followed: the file checks refuse links) if it and its target lie
+        inside a root; else the one refusal that says nothing about the file."""
+        p = Path(path)
+        lexical = Path(os.path.normpath(p if p.is_absolute() else self.base / p))
+        real = Path(os.path.realpath(lexical))
+        if not all(any(q == r or r in q.parents for r in self.roots) for q in (lexical, real)):
+            raise InputError(what, "this path is not a file uploaded to the studio",
+                             "upload the file through the studio's page (uploads are kept in its data folder) and "
+                             "use that path; the operator can allow another folder with --allow-path")
+        return lexical
+
+
+def check_request_files(req: RenderRequest, base_dir: str | os.PathLike[str] | None = None,
+                        boundary: PathBoundary | None = None) -> RenderRequest:
+    """The voice and image files a request names: inside `boundary` (when given), then checked by content
+    with the length read from the header. Returns the request with resolved paths."""
     base = Path(base_dir) if base_dir is not None else None
     changes: dict[str, Any] = {}
     voices = []
@@ -380,13 +424,14 @@ def check_request_dict(
         if not w:
             voices.append(w)
             continue
-        wp = _resolve(w, base)
-        check_audio_file(wp, max_seconds=VOICE_MAX_SECONDS, what=f"voice reference {i + 1} ({Path(w).name})")
+        what = f"voice reference {i + 1}"
+        wp = boundary.resolve(w, what) if boundary is not None else _resolve(w, base)
+        check_audio_file(wp, max_seconds=VOICE_MAX_SECONDS, what=f"{what} ({Path(w).name})")
         voices.append(str(wp))
     if tuple(voices) != req.speaker_wavs:
         changes["speaker_wavs"] = tuple(voices)
     if req.image:
-        ip = _resolve(req.image, base)
+        ip = boundary.resolve(req.image, "first-frame image") if boundary is not None else _resolve(req.image, base)
         check_image_file(ip)
         if str(ip) != req.image:
             changes["image"] = str(ip)
@@ -513,6 +558,8 @@ __all__ = [
     "check_number",
     "check_seed",
     "check_request_dict",
+    "check_request_files",
+    "PathBoundary",
     "check_zip_bundle",
     "extract_zip_bundle",
 ]

@@ -337,8 +337,10 @@ def studio(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path):
     from app.paths import StudioPaths
     from app.service import StudioService
 
+    # the test files lie in pytest's temporary folders: allowed as an operator would with --allow-path
     service = StudioService(StudioPaths.from_env(tmp_path_factory.mktemp("studio")),
-                            E.Engine(E.WeightChoice("tiny", str(tiny_weights), "test weights")))
+                            E.Engine(E.WeightChoice("tiny", str(tiny_weights), "test weights")),
+                            allowed_roots=(tmp_path_factory.getbasetemp(),))
     yield service
     service.close()
 
