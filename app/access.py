@@ -12,7 +12,9 @@ Login attempts are rate-limited per client, and the API description is only for 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -114,4 +116,103 @@ class LoginLimiter:
             self._failures.pop(client, None)
 
 
-__all__ = ["AccessDenied", "AdminPolicy", "FolderBoundary", "LoginLimiter", "is_loopback", "client_host"]
+
+
+# ---- the ASGI guard in front of Gradio's routes ------------------------------------------------------
+
+_API_INFO = re.compile(rb"window\.gradio_api_info\s*=\s*.*?;</script>", re.DOTALL)
+
+
+class StudioGuard:
+    """ASGI middleware (inside Gradio's app): with auth on, login attempts are rate-limited per client
+    address, and pages served to a client that is not logged in (the login page, /gradio_api/runs) carry
+    no API description. Everything else passes through untouched."""
+
+    def __init__(self, app: Any, limiter: LoginLimiter | None = None) -> None:
+        self.app = app
+        self.limiter = limiter or LoginLimiter()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        gradio_app = scope.get("app")
+        if scope.get("type") != "http" or getattr(gradio_app, "auth", None) is None:
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "").rstrip("/")
+        method = scope.get("method", "GET")
+        if method == "POST" and path.endswith("/login"):
+            await self._login(scope, receive, send)
+        elif method == "GET" and _is_page(path) and not _logged_in(scope, gradio_app):
+            await self._without_api_info(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _login(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.limiter.retry_after(client)
+        if wait > 0:
+            body = json.dumps({"detail": f"Too many failed logins from this address; try again in {wait:.0f} s."})
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"application/json"), (b"retry-after", str(int(wait) + 1).encode())]})
+            await send({"type": "http.response.body", "body": body.encode()})
+            return
+        status: list[int] = []
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        if status and status[0] == 200:
+            self.limiter.succeeded(client)
+        elif status and 400 <= status[0] < 500:
+            self.limiter.failed(client)
+
+    async def _without_api_info(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def buffer(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            if any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                body = _API_INFO.sub(b"window.gradio_api_info = null;</script>", body)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, buffer)
+
+
+def _is_page(path: str) -> bool:
+    """The HTML pages Gradio renders with the API description: the app's pages and the run history."""
+    return path.endswith("/gradio_api/runs") or "/" not in path.lstrip("/") and "." not in path \
+        and not path.startswith("/gradio_api")
+
+
+def _logged_in(scope: dict[str, Any], gradio_app: Any) -> bool:
+    cookie_id = getattr(gradio_app, "cookie_id", None)
+    tokens = getattr(gradio_app, "tokens", {}) or {}
+    if not cookie_id:
+        return False
+    names = {f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"}
+    for key, value in scope.get("headers", []):
+        if key.lower() != b"cookie":
+            continue
+        for part in value.decode("latin-1").split(";"):
+            name, _, token = part.strip().partition("=")
+            if name in names and token in tokens:
+                return True
+    return False
+
+
+__all__ = ["AccessDenied", "AdminPolicy", "FolderBoundary", "LoginLimiter", "StudioGuard", "is_loopback",
+           "client_host"]

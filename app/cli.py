@@ -76,17 +76,30 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
     service.admin = AdminPolicy(auth=bool(getattr(args, "auth", None)),
                                 allow_remote=bool(getattr(args, "allow_remote_admin", False)))
     demo = build_ui(service)
-    demo.queue(default_concurrency_limit=4)
+    # Gradio's queue: bounded too (events waiting for a slot beyond this are refused by Gradio)
+    demo.queue(default_concurrency_limit=4, max_size=limits.total + GRADIO_SPARE_SLOTS * 4)
     return demo, service
+
+
+# Gradio runs at most `max_threads` events at once, async ones included. An open /render call waits on
+# the event loop but keeps its slot, so the studio allows as many slots as renders may wait (the queue
+# limit) plus these spare ones, which keep /lint, /compile and the page answering while the queue is full.
+GRADIO_SPARE_SLOTS = 40
 
 
 def launch_kwargs(args: argparse.Namespace, service) -> dict:
     from app.theme import CSS
 
+    from starlette.middleware import Middleware
+
+    from app.access import LoginLimiter, StudioGuard
+
     return dict(
         server_name=args.host, server_port=args.port, share=bool(args.share), auth=parse_auth(args.auth),
+        app_kwargs={"middleware": [Middleware(StudioGuard, limiter=LoginLimiter())]},
         allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
         css=CSS, footer_links=["api", "settings"],
+        max_threads=getattr(args, "max_queued", 100) + GRADIO_SPARE_SLOTS,
     )
 
 
