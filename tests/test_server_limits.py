@@ -144,20 +144,24 @@ def test_bounded_load_100_renders_from_10_clients(tmp_path_factory, tiny_weights
                 else:
                     json.loads(client.predict(request, api_name="/submit"))
 
-        threads = [threading.Thread(target=fill, args=(i, c)) for i, c in enumerate(clients)]
+        def wait_for(n: int) -> None:
+            deadline = time.monotonic() + 120
+            while service.queue.unfinished() < n and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert service.queue.unfinished() == n and len(service.history.list(limit=1000)) == n
+
+        threads = [threading.Thread(target=fill, args=(i, c)) for i, c in enumerate(clients[:9])]
         for t in threads:
             t.start()
         for t in threads:
             t.join(120)
-        deadline = time.monotonic() + 60
-        while service.queue.unfinished() < 100 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert service.queue.unfinished() == 100
-        assert len(service.history.list(limit=1000)) == 100
-
+        wait_for(90)
         with pytest.raises(AppError, match=r"queue is full for you.*limit per client is 10") as mine:
             clients[0].predict(request, api_name="/submit")
         refused("load-11th-of-a-client", str(mine.value))
+        fill(9, clients[9])
+        wait_for(100)
+        assert len(pending) == 50 and {j.status().code.name for j in pending} == {"PROCESSING"}  # none stuck
         with pytest.raises(AppError, match=r"queue is full \(100 renders.*limit is 100\)") as total:
             Client(url, verbose=False).predict(request, api_name="/submit")
         refused("load-101st-render", str(total.value))
