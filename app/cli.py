@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote-admin", action="store_true",
                    help="without --auth, let clients other than this machine download weights and switch the "
                         "weights folder (off: those actions answer only to 127.0.0.1)")
-    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
+    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME, else $XDG_DATA_HOME/nava-studio, else ~/.local/share/nava-studio)")
     return p
 
 
@@ -97,9 +97,9 @@ def launch_kwargs(args: argparse.Namespace, service) -> dict:
     return dict(
         server_name=args.host, server_port=args.port, share=bool(args.share), auth=parse_auth(args.auth),
         app_kwargs={"middleware": [Middleware(StudioGuard, limiter=LoginLimiter())]},
+        max_threads=getattr(args, "max_queued", 100) + GRADIO_SPARE_SLOTS,
         allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
         css=CSS, footer_links=["api", "settings"],
-        max_threads=getattr(args, "max_queued", 100) + GRADIO_SPARE_SLOTS,
     )
 
 

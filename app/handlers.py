@@ -6,7 +6,6 @@ Kept apart from the layout so tests can call them directly with plain values.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from typing import Any
@@ -14,13 +13,13 @@ from typing import Any
 import gradio as gr
 
 from nava_core.config import GuidanceScales
-from nava_core.request import RenderRequest, RequestError
+from nava_core.request import RequestError
 
 import prompt_builder as pb
 
 from app import builder as B
 from app import engine as E
-from app.service import StudioError, StudioService
+from app.service import StudioService
 from app.timeline_view import EditError, apply_edit, table_rows, timeline_html
 
 log = logging.getLogger(__name__)
@@ -69,14 +68,14 @@ def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
         compiled, findings = service.compile(state)
     except (pb.SchemaError, ValueError, TypeError) as e:
         msg = f'<div class="nava-lint nava-lint-error">⛔ {html.escape(str(e))}</div>'
-        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", "", ""]
+        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", ""]
     blocks = lint_markdown(findings)
     values = values_dict(vals[: len(B.FORM_KEYS)])
     prompt_update = gr.update() if compiled.manual else gr.update(value=compiled.text)
     note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
     binding = voice_binding(compiled, state)
     estimate = request_estimate(service, state)
-    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate, estimate]
+    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
 
 
 def request_estimate(service: StudioService, state: dict[str, Any]) -> str:
@@ -142,178 +141,6 @@ def mode_visibility(mode: str) -> dict[str, bool]:
     return {"camera": video, "image": video, "bucket": video, "guidance.video": video,
             "guidance.video_align": video, "result_video": video, "result_audio": not video,
             "result_picture": not video}
-
-
-# ---- history ------------------------------------------------------------------------------------
-
-HISTORY_HEADERS = ["id", "when", "status", "title", "mode", "seconds", "time (s)", "message"]
-
-
-def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[list[Any]]]:
-    import time as _t
-
-    gallery, rows = [], []
-    for e in service.history.list():
-        try:
-            req = json.loads(e.request_json)
-        except json.JSONDecodeError:
-            req = {}
-        when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.created))
-        seconds, total = req.get("seconds", ""), e.timings.get("total_s", "")
-        rows.append([e.id, when, e.status, e.title, req.get("mode", ""),
-                     round(seconds, 2) if isinstance(seconds, (int, float)) else seconds,
-                     round(total, 1) if isinstance(total, (int, float)) else total, e.error])
-        if e.thumbnail:
-            gallery.append((e.thumbnail, f"{e.id} · {e.status}"))
-    return gallery, rows
-
-
-def client_id(request: Any) -> str:
-    """Who a call counts against for the queue limits: the login when auth is on, else the browser or API
-    client's session (every gradio_client instance has its own), else its address."""
-    if request is None:
-        return "local"
-    user = getattr(request, "username", None)
-    if user:
-        return f"user:{user}"
-    session = getattr(request, "session_hash", None)
-    if session:
-        return f"session:{session}"
-    client = getattr(request, "client", None)
-    return f"host:{getattr(client, 'host', '') or 'unknown'}"
-
-
-def api_enqueue(service: StudioService, request_json: str, owner: str = "api") -> Any:
-    """Check a /render or /submit request completely, then queue it; returns the RenderJob.
-
-    Every field (nava_core.schema), every voice/image path (inside the uploads folder or an allowed
-    root) and file (by content, length from the header) and the queue limits are checked before
-    anything is queued or recorded, so a refused request leaves no trace.
-    """
-    from nava_core.schema import SchemaError, parse_json_text
-    from nava_core.validation import InputError, check_request_dict
-
-    try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
-        data = parse_json_text(request_json, "render request", MAX_REQUEST_JSON_CHARS) \
-            if isinstance(request_json, (str, bytes)) else request_json
-        request = check_request_dict(data, check_files=False)
-    except SchemaError as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    except InputError as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    except (RequestError, ValueError) as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    try:
-        return service.submit(None, owner=owner, request=request)
-    except StudioError as e:
-        raise gr.Error(_one_line(e)) from e
-
-
-def _result_file(job: Any) -> str:
-    if job.status != "done":
-        raise gr.Error(job.error or f"render {job.id} {job.status}")
-    return job.outputs.get("mp4") or job.outputs["wav"]
-
-
-def api_render(service: StudioService, request_json: str, owner: str = "api") -> str:
-    """/render, blocking form (tests, scripts): the request in, the MP4 (WAV for audio-only) path out."""
-    job = api_enqueue(service, request_json, owner)
-    service.queue.wait(job.id)
-    return _result_file(job)
-
-
-async def api_render_async(service: StudioService, request_json: str, request: Any = None) -> str:
-    """/render as served: checks and queues in a worker thread (fast), then waits on the event loop, so a
-    hundred waiting renders hold no worker thread and /lint, /compile and the page stay responsive."""
-    import asyncio
-
-    import anyio
-
-    job = await anyio.to_thread.run_sync(api_enqueue, service, request_json, client_id(request))
-    while not job.done_event.is_set():
-        await asyncio.sleep(0.2)
-    return _result_file(job)
-
-
-def api_submit(service: StudioService, request_json: str, request: Any = None) -> str:
-    """/submit: queue a render and return at once: {"job_id", "ahead"} as JSON text (fetch with /result)."""
-    job = api_enqueue(service, request_json, client_id(request))
-    return json.dumps({"job_id": job.id, "status": job.status, "ahead": service.queue.jobs_ahead(job.id)})
-
-
-def api_result(service: StudioService, job_id: str) -> str:
-    """/result: the file of a finished render by job id; a clear error while it waits, runs or failed."""
-    if not isinstance(job_id, str) or not job_id.isalnum() or len(job_id) > 64:
-        raise gr.Error("invalid job id: send the job_id /submit returned")
-    job = service.queue.get(job_id.strip())
-    if job is None:
-        raise gr.Error(f"no render {job_id} in this studio's queue (ids are valid until the studio restarts)")
-    if job.status == "queued":
-        raise gr.Error(f"render {job_id} is queued, {service.queue.jobs_ahead(job_id)} ahead of it; ask again later")
-    if job.status == "running":
-        raise gr.Error(f"render {job_id} is running; ask again later")
-    return _result_file(job)
-
-
-MAX_PROJECT_JSON_CHARS = 200_000
-MAX_REQUEST_JSON_CHARS = 16 * 1024 * 1024  # larger JSON is refused unparsed
-MAX_PROJECT_FIELD_CHARS = 20_000
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
-
-
-def _check_project_texts(value: Any, where: str = "project") -> None:
-    """Every string in the project (scene, lines, cast, ...) passes check_text: no NUL/control characters."""
-    from nava_core.validation import check_text
-
-    if isinstance(value, str):
-        check_text(value, MAX_PROJECT_FIELD_CHARS, where, allow_empty=True)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_project_texts(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_project_texts(v, f"{where}[{i}]")
-
-
-def _project_from_text(project_json: str) -> pb.Project:
-    """Parse /lint and /compile input, refusing control characters and over-long text first."""
-    from nava_core.schema import SchemaError, parse_json_text
-    from nava_core.validation import InputError, check_text
-
-    try:
-        text = check_text(project_json, MAX_PROJECT_JSON_CHARS, "project JSON")
-        try:
-            data = parse_json_text(text, "project JSON", MAX_PROJECT_JSON_CHARS)
-        except SchemaError as e:
-            if "not valid JSON" not in str(e):
-                raise
-            data = None  # Project.from_json reports the syntax error below
-        if data is not None:
-            _check_project_texts(data)
-    except (InputError, SchemaError) as e:
-        raise gr.Error(f"invalid project: {_one_line(e)}") from e
-    try:
-        return pb.Project.from_json(text)
-    except (pb.SchemaError, ValueError) as e:
-        raise gr.Error(f"invalid project: {_one_line(e)}") from e
-
-
-def api_lint(project_json: str) -> str:
-    """/lint: a project as JSON text in, findings as a JSON list out."""
-    project = _project_from_text(project_json)
-    findings = pb.lint_project(project, project.seconds)
-    return json.dumps([{"severity": f.severity, "where": f.where, "message": f.message, "fix": f.fix}
-                       for f in findings], ensure_ascii=False)
-
-
-def api_compile(project_json: str) -> str:
-    """/compile: a project as JSON text in, {"prompt", "voices", "span_speakers"} as JSON out."""
-    compiled = pb.compile_project(_project_from_text(project_json))
-    return json.dumps({"prompt": compiled.text, "voices": list(compiled.voices),
-                       "span_speakers": list(compiled.span_speakers)}, ensure_ascii=False)
 
 
 def timeline_outputs(vals: list[Any]) -> tuple[str, list[list[Any]]]:

@@ -72,6 +72,17 @@ class RenderResult:
     timings: dict[str, float]
     forwards: int
     warnings: list[str]
+    request: RenderRequest | None = None  # the request as rendered (after the memory profile's changes)
+
+
+def finalize_audio(wave: np.ndarray) -> np.ndarray:
+    """The release's last audio step: clamp to +-0.99, then peak-normalise to 0.95 (silence stays 0)."""
+    w = np.clip(np.asarray(wave, dtype=np.float32), -0.99, 0.99)
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    if peak > 0:
+        w = w * np.float32(0.95 / peak)
+    return w.astype(np.float32, copy=False)
+
 
 
 class NAVAPipeline(DiffusionPipeline):
@@ -352,7 +363,6 @@ class NAVAPipeline(DiffusionPipeline):
         self, request: RenderRequest, video: torch.Tensor | None, audio: torch.Tensor, progress: ProgressCallback
     ) -> tuple[np.ndarray | None, np.ndarray]:
         from nava_core.components.video_vae import to_uint8_frames
-        from nava_core.export import finalize_audio
 
         frames = None
         if video is not None:
@@ -392,7 +402,8 @@ class NAVAPipeline(DiffusionPipeline):
         frames, wave = self.decode(request, video, audio, progress)
         timings["decode_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
-        return RenderResult(frames, wave, request.audio_sample_rate, video, audio, timings, forwards, cond.warnings)
+        return RenderResult(frames, wave, request.audio_sample_rate, video, audio, timings, forwards, cond.warnings,
+                            request)
 
 
 def _backbone_config(root: Path, checkpoint: Path, precision: str) -> NAVAConfig:

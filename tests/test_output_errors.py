@@ -17,7 +17,7 @@ import pytest
 
 from nava_core.jobs import INCOMING_DIR, JobQueue, run_one
 from nava_core.outdir import OutputFolderError
-from nava_core.render import main
+from nava_core.cli import main
 
 REQ = {"prompt": "A man in a red coat says <S>Hello there.<E> Wind blows.", "width": 160, "height": 96,
        "seconds": 0.5, "steps": 2, "seed": 1}
@@ -90,7 +90,7 @@ def test_disk_full_while_writing_is_one_line_exit_3(request_file: Path, tmp_path
     """A real render into a 64 KB file system: the outputs do not fit (ENOSPC); nothing half-written stays."""
     with _tmpfs(tmp_path / "small", "size=64k") as small:
         env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-        r = subprocess.run([sys.executable, "-m", "nava_core.render", str(request_file), "--weights", str(tiny_weights),
+        r = subprocess.run([sys.executable, "-m", "nava_core.cli", str(request_file), "--weights", str(tiny_weights),
                             "--out", str(small / "out"), "-q"], capture_output=True, text=True, env=env, timeout=300)
         line = _one_line(r.stderr)
         assert r.returncode == 3 and "full disk" in line, r.stderr[-3000:]
