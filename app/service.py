@@ -98,7 +98,8 @@ class StudioService:
         # Batch-tab items may also name the media shipped with the presets
         self.boundary = PathBoundary.of(paths.uploads, *allowed_roots)
         shipped = Path(_PRESETS_DIR).resolve().parent
-        self.batch_boundary = PathBoundary.of(paths.uploads, *allowed_roots, shipped / "assets", shipped / "presets")
+        self.batch_boundary = PathBoundary.of(paths.uploads, *allowed_roots, shipped / "assets", shipped / "presets",
+                                              start=shipped)  # presets name their media relative to it
         self.limits = limits or QueueLimits()
         self._admit_lock = threading.Lock()
         self.admin = AdminPolicy()  # local-only admin actions unless create_app says otherwise

@@ -74,7 +74,7 @@ class RequestModel(BaseModel):
     precision: Literal["nava", "fp32"] = "nava"
     audio_sample_rate: Literal[16000, 48000] = 16000
     tiled_vae: bool = False
-    memory_profile: Literal[PROFILES] = "auto"  # type: ignore[valid-type]
+    memory_profile: str = Field("auto", max_length=40)  # the name is checked by nava_core.profiles (one list)
     gpus: int = Field(1, ge=1, le=24)
     project: dict[str, Any] | None = None
     title: str = Field("", max_length=MAX_TITLE_CHARS)
@@ -103,7 +103,7 @@ _ACCEPTS: dict[str, str] = {
     "precision": "must be 'nava' or 'fp32'",
     "audio_sample_rate": "must be 16000 or 48000",
     "tiled_vae": "must be true or false",
-    "memory_profile": "must be one of " + ", ".join(PROFILES),
+    "memory_profile": "must be a memory profile name: one of " + ", ".join(PROFILES),
     "gpus": "must divide the 24 attention heads (1, 2, 3, 4, 6, 8, 12, 24)",
     "project": "must be a builder project (a JSON object) or null",
     "title": f"text of at most {MAX_TITLE_CHARS} characters",

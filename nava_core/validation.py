@@ -384,21 +384,23 @@ class PathBoundary:
     gets one and the same answer whether or not a file is there, so the server is no oracle of its files."""
 
     roots: tuple[Path, ...]
+    start: Path | None = None  # where relative paths start (default: the first root)
 
     @classmethod
-    def of(cls, *roots: str | os.PathLike[str]) -> "PathBoundary":
+    def of(cls, *roots: str | os.PathLike[str], start: str | os.PathLike[str] | None = None) -> "PathBoundary":
         # each root both as written and resolved, so a root reached through a link still matches
         out: list[Path] = []
         for r in roots:
             for q in (Path(os.path.abspath(r)), Path(os.path.realpath(r))):
                 if q not in out:
                     out.append(q)
-        return cls(tuple(out))
+        return cls(tuple(out), Path(os.path.abspath(start)) if start is not None else None)
 
     @property
     def base(self) -> Path:
-        """Where relative paths start: the first root (the uploads folder), never the server's working folder."""
-        return self.roots[0]
+        """Where relative paths start: the first root (the uploads folder) unless told, never the server's
+        working folder."""
+        return self.start or self.roots[0]
 
     def resolve(self, path: str, what: str) -> Path:
         """The path (normalised, links not followed: the file checks refuse links) if it and its target lie

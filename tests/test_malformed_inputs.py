@@ -231,7 +231,7 @@ ROWS: list[Row] = [
     Row("project-string", _req(project="not an object"), r"project must be a builder project.*got str"),
     Row("project-10MB", _req(project={"title": "p" * (10 * 1024 * 1024)}), r"(project.*over the .* limit|characters long)"),
     Row("project-NUL", _req(project={"title": "a\x00b"}), r"project\.title.*NUL"),
-    Row("memory-profile-path", _req(memory_profile="../../etc"), r"memory_profile must be one of"),
+    Row("memory-profile-path", _req(memory_profile="../../etc"), r"unknown memory profile '\.\./\.\./etc'; choose one of auto"),
     Row("speaker-wavs-string", _req(speaker_wavs="voice.wav"), r"speaker_wavs must be a list.*got str"),
     Row("voices-3-for-1-span", _req(speaker_wavs=["a.wav", "b.wav", "c.wav"]), r"3 reference voices.*1 <S>"),
     Row("voices-2-for-3-spans", _req(prompt="<S>a<E> <S>b<E> <S>c<E>", speaker_wavs=["", ""]),
