@@ -80,7 +80,7 @@ def test_every_malformed_request_is_refused_over_http_and_lint_stays_fast(server
         message = str(info.value)
         assert re.search(row.expect, message, re.IGNORECASE), f"{row.id}: {message}"
         refused(f"http-{row.id}", message)
-        assert service.queue.snapshot() == [] and service.history.list() == [], f"{row.id} left a trace"
+        assert service.pending() == [] and service.history.list() == [], f"{row.id} left a trace"
         dt, findings = _timed(client.predict, project, api_name="/lint")
         assert dt < 1.0, f"/lint took {dt:.2f} s after {row.id}"
         assert isinstance(json.loads(findings), list)
@@ -120,7 +120,7 @@ def test_paths_outside_uploads_get_one_answer_whether_or_not_they_exist(tmp_path
         # a relative path starts in the uploads folder, never in the server's working folder (the checkout)
         with pytest.raises(gr.Error, match=re.escape(str(service.paths.uploads / ".git" / "config"))):
             H.api_render(service, json.dumps({**BASE, "speaker_wavs": [".git/config"]}))
-        assert service.history.list() == [] and service.queue.snapshot() == []
+        assert service.history.list() == [] and service.pending() == []
     finally:
         service.close()
 
@@ -146,9 +146,9 @@ def test_bounded_load_100_renders_from_10_clients(tmp_path_factory, tiny_weights
 
         def wait_for(n: int) -> None:
             deadline = time.monotonic() + 120
-            while service.queue.unfinished() < n and time.monotonic() < deadline:
+            while len(service.pending()) < n and time.monotonic() < deadline:
                 time.sleep(0.1)
-            assert service.queue.unfinished() == n and len(service.history.list(limit=1000)) == n
+            assert len(service.pending()) == n and len(service.history.list(limit=1000)) == n
 
         threads = [threading.Thread(target=fill, args=(i, c)) for i, c in enumerate(clients[:9])]
         for t in threads:
@@ -165,7 +165,7 @@ def test_bounded_load_100_renders_from_10_clients(tmp_path_factory, tiny_weights
         with pytest.raises(AppError, match=r"queue is full \(100 renders.*limit is 100\)") as total:
             Client(url, verbose=False).predict(request, api_name="/submit")
         refused("load-101st-render", str(total.value))
-        assert service.queue.unfinished() == 100 and len(service.history.list(limit=1000)) == 100
+        assert len(service.pending()) == 100 and len(service.history.list(limit=1000)) == 100
 
         project = _project()
         for _ in range(3):  # responsive while 100 renders wait (50 of them as open /render calls)
@@ -176,9 +176,9 @@ def test_bounded_load_100_renders_from_10_clients(tmp_path_factory, tiny_weights
             dt, page = _timed(httpx.get, url)
             assert dt < 1.0 and page.status_code == 200, f"the page took {dt:.2f} s"
     finally:
-        for job in service.queue.snapshot():
-            service.queue.cancel(job.id)
         service.gpu_lock.release()
+        for job in service.pending():
+            service.worker.cancel(job.id)
         for job in pending:
             job.cancel()
         demo.close()
