@@ -96,7 +96,7 @@ def test_paths_outside_uploads_get_one_answer_whether_or_not_they_exist(tmp_path
     import gradio as gr
 
     from app import engine as E
-    from app import handlers as H
+    from app import api as H
     from app.paths import StudioPaths
     from app.service import StudioService
 
