@@ -161,6 +161,9 @@ def test_bounded_load_100_renders_from_10_clients(tmp_path_factory, tiny_weights
         refused("load-11th-of-a-client", str(mine.value))
         fill(9, clients[9])
         wait_for(100)
+        deadline = time.monotonic() + 20  # the client learns of each call's start over its event stream
+        while {j.status().code.name for j in pending} != {"PROCESSING"} and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert len(pending) == 50 and {j.status().code.name for j in pending} == {"PROCESSING"}  # none stuck
         with pytest.raises(AppError, match=r"queue is full \(100 renders.*limit is 100\)") as total:
             Client(url, verbose=False).predict(request, api_name="/submit")
