@@ -63,21 +63,29 @@ def wire_render_panel(service: StudioService, p: RenderPanel, inputs: list[Any])
     """Connect Render (the builder's `inputs` -> a job, followed to the end) and Cancel; returns the
     render event so the page can refresh History after it."""
 
-    def _render(data: dict[Any, Any], request: gr.Request):
-        # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument
-        owner = getattr(request, "session_hash", "") or ""
+    async def _render(data: dict[Any, Any], request: gr.Request):
+        # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument.
+        # Async: the checks and the enqueue run in a worker thread, the wait on the event loop, so a
+        # render waiting in the queue holds no thread (the page and the API stay responsive).
+        import anyio
+
+        from app.api import client_id
+
+        owner = client_id(request)
         state = H.state_of([data[c] for c in inputs])
         try:
-            job = service.submit(state, owner=owner)
+            job = await anyio.to_thread.run_sync(lambda: service.submit(state, owner=owner))
         except StudioError as e:
             gr.Warning(str(e))
             yield view_updates(None, str(e))
             return
-        for view in service.follow(job.id):
+        async for view in service.follow_async(job.id):
             yield view_updates(view)
 
     def _cancel(request: gr.Request) -> None:
-        gr.Info(service.cancel(getattr(request, "session_hash", "") or ""))
+        from app.api import client_id
+
+        gr.Info(service.cancel(client_id(request)))
 
     event = p.render_btn.click(_render, set(inputs), p.outputs, concurrency_limit=None, api_visibility="private",
                                show_progress="hidden")

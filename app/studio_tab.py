@@ -118,8 +118,8 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                         form[f"audio.{k}"] = gr.Textbox(label=k.capitalize(), value=init_values[f"audio.{k}"])
                 lint_boxes["audio"] = gr.HTML()
             with gr.Accordion("First frame (image to video)", open=False) as image_box:
-                form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200,
-                                         elem_id="first-image")
+                form["image"] = CheckedImage(type="filepath", label="Optional first-frame image", height=200,
+                                             elem_id="first-image")
                 image_note = gr.Markdown("Adding an image switches to image + audio + video and proposes "
                                          "the aspect bucket that matches it.")
         with gr.Column(scale=2):
@@ -251,3 +251,22 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     tab.render_event = wire_render_panel(service, render, all_inputs)
     return tab
+
+
+class CheckedImage(gr.Image):
+    """The first-frame image input, handing the uploaded file to the studio's own checks untouched.
+
+    gr.Image opens (and may convert) an upload with PIL before the handler runs, so a 0-byte file, a
+    WAV named .png or a decompression bomb failed inside Gradio with a blank error; the studio's
+    check reads the header (pixel count) first and says what is wrong.
+    """
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"  # the page draws it with Gradio's own image component
+
+    def preprocess(self, payload: Any) -> Any:
+        path = getattr(payload, "path", None)
+        if self.type == "filepath" and path and not str(getattr(payload, "url", "") or "").startswith("data:"):
+            return str(path)
+        return super().preprocess(payload)

@@ -45,6 +45,8 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise InputFileError(f"{path}: the JSON is nested too deeply; a render request is a flat object") from None
         items = data if isinstance(data, list) else [data]
         if not all(isinstance(d, dict) for d in items):
             raise InputFileError(f"{path}: expected a render request object (or a list of them)")
@@ -194,7 +196,8 @@ class _TerminalProgress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `nava-render` console script; returns the exit status (2: bad input, 3: weights, 1: a render failed)."""
+    """The `nava-render` console script; returns the exit status (2: bad input, 3: weights or the output
+    folder (not a folder, not writable, disk full), 1: a render failed)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -206,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputFileError, RequestError, ValueError) as e:
         print(f"nava-render: {e}", file=sys.stderr)
         return 2
+    from nava_core.outdir import OutputFolderError, as_output_error, check_output_dir, is_output_error
+
+    try:  # before the weights load: a mistyped --out must not cost a model load
+        check_output_dir(args.out)
+    except OutputFolderError as e:
+        print(f"nava-render: {e}", file=sys.stderr)
+        return 3
     progress = _TerminalProgress(args.quiet)
     try:
         engine = _load_engine(args, progress)
@@ -221,7 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
             try:
                 outs = render_to_files(engine, req, args.out, progress=progress)
-            except (RequestError, ValueError, FileNotFoundError, RuntimeError) as e:
+            except Exception as e:  # noqa: BLE001 - the output folder's problems stop the run (exit 3)
+                if is_output_error(e, args.out):
+                    print(f"nava-render: {as_output_error(e, args.out)}", file=sys.stderr)
+                    return 3
+                if not isinstance(e, (RequestError, ValueError, FileNotFoundError, RuntimeError)):
+                    raise
                 failures += 1
                 print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
                 continue
