@@ -232,7 +232,7 @@ def lint_request(request: RenderRequest) -> list[dict[str, str]]:
 
 def guidance_form_note(state: dict[str, Any], compiled: Any) -> str:
     """How this render's scales combine, per stream, as the release combines them (NAVA_SPEC.md 5)."""
-    from nava_core.guidance import stream_form
+    from app.engine import guidance_stream_form as stream_form
 
     settings = {**default_settings(state["project"].get("mode", "audio_video")), **(state.get("settings") or {})}
     try:

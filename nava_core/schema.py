@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nava_core.config import BUCKETS, GuidanceScales
+from nava_core.config import BUCKETS, GuidanceScales, NAVAConfig
 from nava_core.profiles import ALIASES as PROFILE_ALIASES
 from nava_core.profiles import CHOICES as PROFILE_CHOICES
 from nava_core.request import (MAX_SEED, MAX_STEPS, MODES, REQUEST_VERSION, RenderRequest, RequestError,
@@ -76,9 +76,10 @@ class RequestModel(BaseModel):
     audio_sample_rate: Literal[16000, 48000] = 16000
     tiled_vae: bool = False
     memory_profile: str = Field("auto", max_length=40)  # the name is checked by nava_core.profiles (one list)
-    gpus: int = Field(1, ge=1, le=24)
+    gpus: int = Field(1, ge=1, le=NAVAConfig.num_heads)  # which counts divide the heads: config.valid_gpu_counts
     project: dict[str, Any] | None = None
     title: str = Field("", max_length=MAX_TITLE_CHARS)
+    truncate_prompt: bool = False
     version: int = REQUEST_VERSION
 
 
@@ -108,6 +109,7 @@ _ACCEPTS: dict[str, str] = {
     "gpus": "must divide the 24 attention heads (1, 2, 3, 4, 6, 8, 12, 24)",
     "project": "must be a builder project (a JSON object) or null",
     "title": f"text of at most {MAX_TITLE_CHARS} characters",
+    "truncate_prompt": "true or false (over 512 tokens: true cuts the prompt as the release does, false refuses)",
 }
 
 
