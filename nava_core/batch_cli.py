@@ -275,6 +275,15 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     from nava_core.jobs import JobQueue, run_one
 
     out = Path(args.out)
+    if getattr(args, "cluster", None):  # a farm that cannot run is refused before the queue is touched
+        from nava_core.cluster import ClusterError
+        from nava_core.cluster.cli import cluster_config
+
+        try:
+            cluster_config(args)
+        except ClusterError as e:
+            _err(str(e))
+            return 2
     tiny = str(args.weights) == "tiny" or _is_tiny_folder(args.weights)
     try:
         plan = plan_batch(args.batch_file, flag_overrides(args), out, tiny=tiny)
@@ -311,6 +320,13 @@ def run_batch_cli(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         if not queue.list(states=("queued",)):
             return _finish(queue, plan)
+        if getattr(args, "cluster", None):
+            from nava_core.cluster.cli import run_on_cluster
+
+            cancel = CancelToken()
+            with _Interrupt(cancel):
+                code = run_on_cluster(args, queue, out, events, cancel)
+            return code or _finish(queue, plan)
 
         from nava_core.pipeline import NAVAPipeline
 

@@ -270,11 +270,18 @@ class JobQueue:
 
     # ---- state changes --------------------------------------------------------------------------
 
-    def claim(self, worker_id: str | None = None) -> Job | None:
-        """Atomically take the oldest queued job and mark it running for this process."""
+    def claim(self, worker_id: str | None = None, job_id: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or job `job_id`, if still queued) and mark it running.
+
+        `job_id` lets a scheduler that places jobs itself (the Ray driver: warm actors, retries on
+        another actor) take a chosen job with the same atomicity; None if someone else took it.
+        """
         wid = worker_id or default_worker_id()
         with self._tx() as c:
-            row = c.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if job_id is None:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            else:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' AND id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             c.execute(
@@ -628,8 +635,14 @@ def run_one(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     poll_s: float = 0.25,
+    retry: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> str:
-    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled)."""
+    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled/queued).
+
+    With `retry`, a render error puts the job back in line until it has been attempted
+    `max_attempts` times (a render farm: the error may be the machine's, not the job's).
+    """
     t0 = time.perf_counter()
     tmp, parent = job_dirs(out_root, job)
     queue.set_paths(job.id, tmp_dir=str(tmp))  # recorded before it exists: recovery can always clean it
@@ -675,9 +688,9 @@ def run_one(
         return "cancelled"
     except Exception as e:  # a render error fails this job, not the runner
         shutil.rmtree(tmp, ignore_errors=True)
-        queue.mark_failed(job.id, f"{type(e).__name__}: {e}", retry=False)
-        log.exception("job %d failed", job.id)
-        return "failed"
+        state = queue.mark_failed(job.id, f"{type(e).__name__}: {e}", retry=retry, max_attempts=max_attempts)
+        log.exception("job %d failed (attempt %d, now %s)", job.id, job.attempts, state)
+        return state or "failed"
     finally:
         stop.set()
         watcher.join()

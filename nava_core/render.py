@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, help="GPUs for Ulysses sequence parallel (must divide 24)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from nava_core.cluster.cli import add_cluster_args
+
+    add_cluster_args(p)
     return p
 
 
@@ -290,6 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.batch_file:
                 raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
             return _run_batch(args)
+        if args.cluster:
+            raise InputFileError("--cluster runs batches: nava-render batch FILE --cluster ADDRESS")
         requests = requests_from_file(Path(args.input), _overrides(args))
     except (InputFileError, RequestError, ValueError) as e:
         print(f"nava-render: {e}", file=sys.stderr)
