@@ -178,6 +178,11 @@ class ClusterDriver:
         if slot.replacements >= self.config.replacements_per_actor or self.cancel.cancelled:
             self.board.actor(slot.index, "died; retired (replacement limit reached)", "dead")
             return False
+        others = sum(s.alive for s in self._slots if s is not slot)
+        if others and len(self.queue.list(states=("queued",))) <= others:
+            # loading weights takes longer than letting the live actors take what is left
+            self.board.actor(slot.index, "died; not replaced (the other actors take the remaining jobs)", "dead")
+            return False
         slot.replacements += 1
         self.board.actor(slot.index, f"died; starting a replacement ({slot.replacements}/"
                          f"{self.config.replacements_per_actor})", "restarting")
@@ -208,7 +213,11 @@ class ClusterDriver:
             best: Job | None = None
             best_key: tuple[Any, ...] | None = None
             for job in self.queue.list(states=("queued",)):
-                req = self._request(job)
+                try:
+                    req = self._request(job)
+                except Exception as e:  # noqa: BLE001 - a row written by an older version, say
+                    self._refuse(job, f"refused before dispatch: the stored request is not valid: {_short(e)}")
+                    continue
                 reason = refusal(req, self._largest_memory(), gpus)
                 if reason is not None:
                     self._refuse(job, reason)
