@@ -68,7 +68,7 @@ class RenderActor:
         """Where this actor runs and what it holds (the driver schedules and refuses jobs with it)."""
         gpus: list[Any] = []
         try:
-            from nava_core.memory import detect_gpus
+            from nava_core.estimate import detect_gpus
 
             gpus = detect_gpus()
         except Exception:  # noqa: BLE001 - a CPU-only node has none

@@ -34,7 +34,7 @@ from nava_core.request import RenderRequest
 log = logging.getLogger(__name__)
 
 EventFn = Callable[..., None]
-MEMORY_MARGIN = 0.95  # as memory.fits: an estimate must leave 5% of the GPU free
+MEMORY_MARGIN = 0.95  # an estimate must leave 5% of the GPU free (estimates are not measurements)
 
 
 class ActorLost(RuntimeError):
@@ -48,7 +48,7 @@ def refusal(request: RenderRequest, memory_bytes: int | None, gpus: int) -> str 
     """
     if not memory_bytes:
         return None
-    from nava_core.memory import GPUInfo, estimate
+    from nava_core.estimate import GPUInfo, estimate
 
     est = estimate(request, gpus=gpus, gpu=GPUInfo(0, "actor GPU", int(memory_bytes), None))
     if est.peak_vram_bytes <= memory_bytes * MEMORY_MARGIN:
