@@ -95,7 +95,7 @@ def main() -> None:
             ray.shutdown()
     jph = lambda t: n / t * 3600  # noqa: E731
     print(f"tiny batch: {n} jobs of {TINY['width']}x{TINY['height']}, {TINY['seconds']} s, {TINY['steps']} steps; "
-          f"{os.cpu_count()} CPUs visible, Ray given {args.cpus}")
+          f"{os.cpu_count()} CPUs visible, Ray given {args.cpus}, load average {os.getloadavg()[0]:.1f}")
     print(f"local runner      : {jph(t_local):8.1f} jobs/h  ({t_local / n:.2f} s/job; weights load {load:.1f} s)")
     print(f"Ray, 1 actor      : {jph(t1):8.1f} jobs/h  ({t1 / n:.2f} s/job; actor start-up {s1:.1f} s)")
     print(f"Ray, 2 actors     : {jph(t2):8.1f} jobs/h  ({t2 / n:.2f} s/job; actor start-up {s2:.1f} s)")
