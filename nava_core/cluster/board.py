@@ -40,6 +40,7 @@ class ClusterBoard:
         self._lock = threading.Lock()
         self._lines: dict[int, str] = {}
         self._phases: dict[int, str] = {}
+        self._job_text: dict[int, str] = {}
         self._done = self._failed = 0
         self._remaining = remaining
         self._clock = clock
@@ -57,10 +58,12 @@ class ClusterBoard:
         with self._lock:
             self._t0 = self._clock()
 
-    def actor(self, index: int, text: str, phase: str = "") -> None:
-        """Set actor `index`'s line; on a plain stream a line is printed only when its phase changes."""
+    def actor(self, index: int, text: str, phase: str = "", job: int | None = None, job_text: str = "") -> None:
+        """Set actor `index`'s line (and job `job`'s progress text); a plain stream prints phase changes only."""
         with self._lock:
             self._lines[index] = text
+            if job is not None:
+                self._job_text[job] = f"actor {index}: {job_text or text}"
             changed = self._phases.get(index) != phase
             self._phases[index] = phase
             if self.stream is None:
@@ -71,9 +74,15 @@ class ClusterBoard:
                 self.stream.write(f"actor {index}: {text}\n")
                 self.stream.flush()
 
-    def job_finished(self, state: str) -> None:
+    def job_progress(self, job: int) -> str | None:
+        """The running job's latest progress on its actor (the Batch tab's job table shows it)."""
+        with self._lock:
+            return self._job_text.get(job)
+
+    def job_finished(self, state: str, job: int | None = None) -> None:
         """Count a job end (done, failed; a re-queued retry is neither) and print the summary."""
         with self._lock:
+            self._job_text.pop(job, None)
             if state == "done":
                 self._done += 1
                 self._remaining = max(0, self._remaining - 1)

@@ -93,8 +93,10 @@ class ClusterDriver:
 
     def __init__(self, queue: JobQueue, out_root: str | os.PathLike[str], config: ClusterConfig,
                  board: ClusterBoard | None = None, events: EventFn | None = None,
-                 cancel: CancelToken | None = None, startup_timeout_s: float = 900.0) -> None:
+                 cancel: CancelToken | None = None, startup_timeout_s: float = 900.0,
+                 batch_id: str | None = None) -> None:
         self.queue, self.out_root, self.config = queue, Path(out_root), config
+        self.batch_id = batch_id  # only this batch's jobs (the studio); None: every queued job, like the CLI
         self.board = board or ClusterBoard(stream=None)
         self.events = events or (lambda **_: None)
         self.cancel = cancel or CancelToken()
@@ -179,7 +181,7 @@ class ClusterDriver:
             self.board.actor(slot.index, "died; retired (replacement limit reached)", "dead")
             return False
         others = sum(s.alive for s in self._slots if s is not slot)
-        if others and len(self.queue.list(states=("queued",))) <= others:
+        if others and len(self._queued()) <= others:
             # loading weights takes longer than letting the live actors take what is left
             self.board.actor(slot.index, "died; not replaced (the other actors take the remaining jobs)", "dead")
             return False
@@ -195,6 +197,9 @@ class ClusterDriver:
         return True
 
     # ---- scheduling -----------------------------------------------------------------------------
+
+    def _queued(self) -> list[Job]:
+        return self.queue.list(batch_id=self.batch_id, states=("queued",))
 
     def _request(self, job: Job) -> RenderRequest:
         if job.id not in self._requests:
@@ -212,7 +217,7 @@ class ClusterDriver:
             gpus = max(1, self.config.gpus_per_actor)
             best: Job | None = None
             best_key: tuple[Any, ...] | None = None
-            for job in self.queue.list(states=("queued",)):
+            for job in self._queued():
                 try:
                     req = self._request(job)
                 except Exception as e:  # noqa: BLE001 - a row written by an older version, say
@@ -245,14 +250,14 @@ class ClusterDriver:
         self.queue.mark_failed(job.id, reason, retry=False)
         self._summary.refused.append(job.id)
         self.events(event="refused", job=job.id, label=job.label, error=reason)
-        self.board.job_finished("refused")
+        self.board.job_finished("refused", job.id)
         log.warning("job %d %s", job.id, reason)
 
     def _finished(self) -> bool:
         with self._sched:
             if any(s.job is not None for s in self._slots):
                 return False
-            return not self.queue.list(states=("queued",))
+            return not self._queued()
 
     # ---- running ----------------------------------------------------------------------------------
 
@@ -303,7 +308,7 @@ class ClusterDriver:
             return
         if p:
             self.board.actor(slot.index, f"job {job.id} {job.label or ''} (try {job.attempts}): {p['text']}",
-                             str(p.get("phase", "")))
+                             str(p.get("phase", "")), job=job.id, job_text=str(p["text"]))
 
     def _work(self, slot: _Slot) -> None:
         while not self.cancel.cancelled and slot.alive:
@@ -328,7 +333,7 @@ class ClusterDriver:
                 self._summary.retried.append(job.id)
             elif state in ("done", "failed", "cancelled"):
                 getattr(self._summary, state).append(job.id)
-            self.board.job_finished(state)
+            self.board.job_finished(state, job.id)
             self.board.actor(slot.index, f"job {job.id} {state}" + (f": {final.error}" if final and final.error
                                                                     and state != "done" else ""), "idle")
             if not slot.alive and not self._replace(slot):
@@ -338,7 +343,7 @@ class ClusterDriver:
         """Recover, start the actors, render until the queue is empty; always stops the actors."""
         t0 = time.perf_counter()
         self.queue.recover(max_attempts=self.config.max_attempts, out_root=self.out_root)
-        self.board.set_remaining(len(self.queue.list(states=("queued",))))
+        self.board.set_remaining(len(self._queued()))
         owns = self._connect()
         try:
             self._start_actors()
