@@ -67,6 +67,10 @@ def run_on_cluster(args: argparse.Namespace, queue: Any, out: Path, events: Any,
     print(f"cluster: {summary.actors} actor(s), {len(summary.done)} done, {len(summary.failed)} failed, "
           f"{len(summary.refused)} refused, {len(summary.retried)} retried, {summary.actor_deaths} actor death(s); "
           f"{summary.jobs_per_hour:.1f} jobs/h after {summary.startup_s:.1f} s start-up", file=sys.stderr)
+    left = len(queue.list(states=("queued",)))
+    if left and not cancel.cancelled:
+        print(f"nava-render: {left} job(s) still queued: no render actor is left (see the actor lines above); "
+              "re-run the same command to resume", file=sys.stderr)
     return 0
 
 

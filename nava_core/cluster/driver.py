@@ -123,7 +123,7 @@ class ClusterDriver:
             else:
                 ray.init(address=self.config.address, **kw)
         except Exception as e:  # noqa: BLE001 - Ray raises many kinds for a wrong or dead address
-            raise ClusterError(f"cannot connect to the Ray cluster at {self.config.address}: {e}; start it with "
+            raise ClusterError(f"cannot connect to the Ray cluster at {self.config.address}: {_short(e)}; start it with "
                                "`ray start --head` (see docs/cluster.md) or check the address") from None
         return True
 
