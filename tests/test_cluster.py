@@ -86,6 +86,20 @@ def test_cluster_without_ray_says_how_to_install_and_queues_nothing(tmp_path: Pa
     assert not (tmp_path / "out" / QUEUE_FILE).exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--cluster", "10.0.0.1"], "is not a cluster address"),
+    (["--cluster", "local", "--actors", "0"], "--actors must be at least 1"),
+    (["--cluster", "local", "--gpus-per-actor", "5"], "divisor of the 24"),
+])
+def test_bad_cluster_flags_are_refused_before_anything_is_queued(tmp_path: Path, capsys, flags, message) -> None:
+    from nava_core.render import main
+
+    out = tmp_path / "out"
+    assert main(["batch", str(_batch_file(tmp_path, 2)), "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ---- slow: a real local Ray cluster -------------------------------------------------------------------
 
 
@@ -258,8 +272,9 @@ def test_always_failing_job_is_failed_after_its_retries_and_oversized_refused(tm
         bad = q.enqueue(RenderRequest(prompt=PROMPT, mode="image_audio_video", image=str(broken), **TINY),
                         batch_id="b")
         huge = q.enqueue(RenderRequest(prompt=PROMPT, width=1280, height=704, seconds=10.0, steps=2), batch_id="b")
+        # output="return": the files travel back as bytes, as from nodes that do not see the output volume
         config = ClusterConfig(address=ray_address, weights=str(tiny_weights), actors=2, max_attempts=2,
-                               actor_memory_gb=17.0)
+                               actor_memory_gb=17.0, output="return")
         summary = ClusterDriver(q, out, config, events=EventLog(out / EVENT_LOG).write).run()
         jobs = {j.id: j for j in q.list()}
     assert sorted(summary.done) == good and summary.failed == [bad] and summary.refused == [huge]

@@ -36,8 +36,7 @@ def add_cluster_args(p: argparse.ArgumentParser) -> None:
 def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     """The cluster settings of a command line; raises ClusterError (Ray missing, bad address or counts)."""
     check_address(args.cluster)
-    require_ray()
-    return ClusterConfig(
+    config = ClusterConfig(
         address=args.cluster, weights=str(args.weights), actors=getattr(args, "actors", None),
         gpus_per_actor=getattr(args, "gpus_per_actor", 1), cpus_per_actor=getattr(args, "cpus_per_actor", 1.0),
         device=getattr(args, "device", None), precision=getattr(args, "precision", None) or "nava",
@@ -45,6 +44,8 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
         actor_memory_gb=getattr(args, "actor_memory_gb", None), max_attempts=getattr(args, "max_attempts", 2),
         output=getattr(args, "cluster_output", "auto"),
     )
+    require_ray()
+    return config
 
 
 def run_on_cluster(args: argparse.Namespace, queue: Any, out: Path, events: Any, cancel: CancelToken) -> int:
