@@ -79,7 +79,7 @@ def test_cluster_without_ray_says_how_to_install_and_queues_nothing(tmp_path: Pa
     (blocker / "ray.py").write_text("raise ImportError('No module named ray (blocked by the test)')\n")
     batch = _batch_file(tmp_path, 2)
     env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"}
-    r = subprocess.run([sys.executable, "-m", "nava_core.render", "batch", str(batch), "--out", str(tmp_path / "out"),
+    r = subprocess.run([sys.executable, "-m", "nava_core.cli", "batch", str(batch), "--out", str(tmp_path / "out"),
                         "--cluster", "local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr
     assert "needs Ray" in r.stderr and 'pip install ".[cluster]"' in r.stderr
@@ -92,7 +92,7 @@ def test_cluster_without_ray_says_how_to_install_and_queues_nothing(tmp_path: Pa
     (["--cluster", "local", "--gpus-per-actor", "5"], "divisor of the 24"),
 ])
 def test_bad_cluster_flags_are_refused_before_anything_is_queued(tmp_path: Path, capsys, flags, message) -> None:
-    from nava_core.render import main
+    from nava_core.cli import main
 
     out = tmp_path / "out"
     assert main(["batch", str(_batch_file(tmp_path, 2)), "--out", str(out), *flags]) == 2
@@ -123,7 +123,7 @@ def _env() -> dict[str, str]:
 def _cli(batch: Path, out: Path, weights: Path, address: str, actors: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as f:
         return subprocess.Popen(
-            [sys.executable, "-m", "nava_core.render", "batch", str(batch), "--weights", str(weights), "--out",
+            [sys.executable, "-m", "nava_core.cli", "batch", str(batch), "--weights", str(weights), "--out",
              str(out), "--cluster", address, "--actors", str(actors)],
             cwd=ROOT, env=_env(), stdout=f, stderr=subprocess.STDOUT)
 
@@ -174,7 +174,7 @@ def ray_address():
 
 @pytest.mark.slow
 def test_six_jobs_on_two_actors_match_the_local_runner(tmp_path: Path, tiny_weights: Path, ray_address: str) -> None:
-    from nava_core.render import main
+    from nava_core.cli import main
 
     batch = _batch_file(tmp_path, 6)
     local, farm = tmp_path / "local", tmp_path / "farm"

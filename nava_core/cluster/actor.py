@@ -55,7 +55,7 @@ class RenderActor:
         if self._engine is not None and hasattr(self._engine, "close"):
             self._engine.close()
         self._engine = None
-        from nava_core.render import _load_engine  # the one engine loader (single GPU or Ulysses group)
+        from nava_core.cli import _load_engine  # the one engine loader (single GPU or Ulysses group)
 
         t0 = time.perf_counter()
         args = SimpleNamespace(weights=self.weights, device=self.device, precision=self.precision,
