@@ -1,10 +1,10 @@
 """The Batch tab's "Run on cluster": one batch of the studio's job store rendered by Ray actors.
 
 The jobs stay in the studio's one job store (History, the job table, cancel and zip see them as
-always); a `ClusterDriver` limited to the batch claims them and runs them on the cluster. The
-studio's own worker may still take some of them when it is idle: both claim atomically from the
-same store, so a job is rendered once either way. Ray is optional: without it the choice explains
-how to install it and nothing is started.
+always), queued with `engine` "cluster:ADDRESS" so the studio's own worker leaves them to a
+`ClusterDriver` limited to the batch. Whatever the farm does not finish (no actor left, an error)
+is handed back to the studio's worker, as are farm jobs left queued by a studio that was closed.
+Ray is optional: without it the choice explains how to install it and nothing is queued.
 """
 
 from __future__ import annotations
@@ -30,33 +30,55 @@ class ClusterBatches:
         self._board: Any = None
         self._batch: str | None = None
         self._message = ""
+        self._hand_back()
+
+    def engine_tag(self, config: Any) -> str:
+        """The job store's `engine` of jobs reserved for this farm (the studio's worker skips them)."""
+        from nava_core.jobs import CLUSTER_ENGINE_PREFIX
+
+        return CLUSTER_ENGINE_PREFIX + config.address
+
+    def _hand_back(self, batch_id: str | None = None) -> int:
+        """Give queued farm jobs (of `batch_id`, or left by an earlier run) back to the studio's worker."""
+        from nava_core.jobs import CLUSTER_ENGINE_PREFIX
+
+        store = self.service.jobs
+        batches = {batch_id} if batch_id else {j.batch_id for j in store.list(states=("queued",))
+                                               if j.batch_id and j.engine.startswith(CLUSTER_ENGINE_PREFIX)}
+        n = sum(store.set_engine(b, self.service.engine.label) for b in batches)
+        if n:
+            log.info("%d queued farm job(s) handed back to the studio's worker", n)
+            self.service.worker.wake()
+        return n
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, batch_id: str, address: str, actors: int | None = None) -> str:
-        """Start rendering `batch_id` on the cluster at `address`; returns what the page says."""
-        from nava_core.cluster import ClusterConfig, ClusterError, require_ray
+    def config(self, address: str, actors: int | None = None) -> Any:
+        """The farm settings for this studio's engine; raises ClusterError (Ray missing, bad address or count)."""
+        from nava_core.cluster import ClusterConfig, require_ray
+
+        engine = self.service.engine
+        config = ClusterConfig(address=(address or "local").strip(), weights=str(engine.choice.folder),
+                               actors=actors, memory_profile=getattr(engine, "memory_profile", None) or "auto",
+                               precision=getattr(engine, "precision", None) or "nava")
+        require_ray()
+        return config
+
+    def start(self, batch_id: str, config: Any) -> str:
+        """Start rendering `batch_id` on the cluster (`config` from `config()`); returns what the page says."""
+        from nava_core.cluster.board import ClusterBoard
+        from nava_core.cluster.driver import ClusterDriver
 
         with self._lock:
             if self.running:
-                return f"⛔ The cluster is busy with batch {self._batch}; this batch stays queued for the studio."
-            try:
-                require_ray()
-                engine = self.service.engine
-                config = ClusterConfig(address=(address or "local").strip(), weights=str(engine.choice.folder),
-                                       actors=int(actors) if actors else None,
-                                       memory_profile=getattr(engine, "memory_profile", None) or "auto",
-                                       precision=getattr(engine, "precision", None) or "nava")
-            except (ClusterError, ValueError) as e:
-                return f"⛔ {html.escape(str(e))}"
-            from nava_core.cluster.board import ClusterBoard
-            from nava_core.cluster.driver import ClusterDriver
-
+                self._hand_back(batch_id)
+                return (f"⛔ The cluster is busy with batch {html.escape(str(self._batch))}; this batch is rendered "
+                        "by the studio.")
             self._board = ClusterBoard(stream=None)
             self._cancel = CancelToken()
-            self._batch, self._message = batch_id, f"Starting actors on {config.address}…"
+            self._batch, self._message = batch_id, ""
             driver = ClusterDriver(self.service.jobs, self.service.paths.outputs, config, board=self._board,
                                    cancel=self._cancel, batch_id=batch_id)
             self._thread = threading.Thread(target=self._run, args=(driver,), name="nava-cluster", daemon=True)
@@ -68,9 +90,12 @@ class ClusterBatches:
             s = driver.run()
             self._message = (f"Cluster run finished: {len(s.done)} done, {len(s.failed)} failed, {len(s.refused)} "
                              f"refused, {len(s.retried)} retried on {s.actors} actor(s).")
-        except Exception as e:  # noqa: BLE001 - shown on the page; the jobs stay queued for the studio
+        except Exception as e:  # noqa: BLE001 - shown on the page; the studio renders what is left
             log.exception("cluster run failed")
-            self._message = f"⛔ Cluster run stopped: {e}. The batch's jobs stay queued for the studio."
+            self._message = f"⛔ Cluster run stopped: {e}. The studio renders the batch's remaining jobs."
+        finally:
+            if not (self._cancel and self._cancel.cancelled):  # the studio closing keeps them for the next run
+                self._hand_back(driver.batch_id)
 
     def status_markdown(self) -> str:
         """Actor lines, counts, jobs/hour and ETA of the current (or last) run; empty if none ran."""

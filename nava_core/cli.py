@@ -233,18 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
     """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
-    profile = args.memory_profile or "auto"
-    if args.gpus and args.gpus > 1:
-        from nava_core.workers import GroupConfig, WorkerGroup
+    from nava_core.workers import load_engine
 
-        group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
-                                        precision=args.precision or "nava", memory_profile=profile))
-        group.start(wait=True)
-        return group
-    from nava_core.pipeline import NAVAPipeline
-
-    return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
-                                        precision=args.precision or "nava", memory_profile=profile)
+    return load_engine(args.weights, device=args.device, precision=args.precision, memory_profile=args.memory_profile,
+                       gpus=args.gpus, progress=progress)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -19,7 +19,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from nava_core.progress import CancelToken, ProgressEvent
@@ -55,12 +54,11 @@ class RenderActor:
         if self._engine is not None and hasattr(self._engine, "close"):
             self._engine.close()
         self._engine = None
-        from nava_core.cli import _load_engine  # the one engine loader (single GPU or Ulysses group)
+        from nava_core.workers import load_engine  # the one engine loader (single GPU or Ulysses group)
 
         t0 = time.perf_counter()
-        args = SimpleNamespace(weights=self.weights, device=self.device, precision=self.precision,
-                               memory_profile=profile, gpus=self.gpus)
-        self._engine = _load_engine(args, self._on_progress)
+        self._engine = load_engine(self.weights, device=self.device, precision=self.precision, memory_profile=profile,
+                                   gpus=self.gpus, progress=self._on_progress)
         self._profile, self._load_s = profile, time.perf_counter() - t0
         return self._engine
 

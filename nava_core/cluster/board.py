@@ -25,7 +25,7 @@ class BoardSnapshot:
     eta_s: float | None = None
 
     def summary(self) -> str:
-        from nava_core.batch_cli import fmt_seconds
+        from nava_core.batch import fmt_seconds
 
         rate = f"{self.jobs_per_hour:.1f} jobs/h" if self.jobs_per_hour is not None else "- jobs/h"
         eta = f"ETA {fmt_seconds(self.eta_s)}" if self.eta_s is not None else "ETA -"

@@ -48,6 +48,20 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     return config
 
 
+class StopHandle:
+    """Ctrl-C for a cluster run in the shape `batch_cli`'s handler stops a worker: `stopping`, `request_stop`."""
+
+    def __init__(self) -> None:
+        self.token = CancelToken()
+
+    @property
+    def stopping(self) -> bool:
+        return self.token.cancelled
+
+    def request_stop(self) -> None:
+        self.token.cancel()
+
+
 def run_on_cluster(args: argparse.Namespace, queue: Any, out: Path, events: Any, cancel: CancelToken) -> int:
     """Render the queued jobs on the cluster; 0 when it ran to the end, 3 when the cluster could not start."""
     from nava_core.cluster.board import ClusterBoard
@@ -75,4 +89,4 @@ def run_on_cluster(args: argparse.Namespace, queue: Any, out: Path, events: Any,
     return 0
 
 
-__all__ = ["add_cluster_args", "cluster_config", "run_on_cluster"]
+__all__ = ["StopHandle", "add_cluster_args", "cluster_config", "run_on_cluster"]
