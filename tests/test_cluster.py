@@ -86,6 +86,19 @@ def test_cluster_without_ray_says_how_to_install_and_queues_nothing(tmp_path: Pa
     assert not (tmp_path / "out" / QUEUE_FILE).exists()
 
 
+def test_jobs_reserved_for_a_farm_are_left_to_it_until_handed_back(tmp_path: Path) -> None:
+    from nava_core.jobs import CLUSTER_ENGINE_PREFIX
+
+    with JobQueue(tmp_path / "q.sqlite") as q:
+        farm = q.enqueue_many([RenderRequest(prompt=PROMPT, seed=s, **TINY) for s in (1, 2)], batch_id="farm",
+                              engine=CLUSTER_ENGINE_PREFIX + "local")
+        local = q.enqueue(RenderRequest(prompt=PROMPT, **TINY), batch_id="studio", engine="tiny")
+        assert q.claim().id == local and q.claim() is None  # the studio's worker skips the farm's jobs
+        assert q.claim(job_id=farm[1]).id == farm[1]  # the farm's driver takes them by id
+        assert q.set_engine("farm", "tiny") == 1  # what is still queued goes back to the studio
+        assert q.claim().id == farm[0]
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cluster", "10.0.0.1"], "is not a cluster address"),
     (["--cluster", "local", "--actors", "0"], "--actors must be at least 1"),
