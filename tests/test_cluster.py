@@ -225,7 +225,7 @@ def test_actor_killed_mid_job_costs_one_retry_and_no_duplicate(tmp_path: Path, t
         # the third start: one actor is mid-job, the other has finished one and started another
         ev = _wait_for(out, lambda ev: sum(e["event"] == "start" for e in ev) >= 3, proc, log)
         victim = [e for e in ev if e["event"] == "start"][2]
-        time.sleep(0.8)
+        time.sleep(0.3)
         assert not any(e["event"] != "start" and e["job"] == victim["job"] for e in _events(out)), \
             "the job finished before the kill; the kill must land mid-job"
         os.kill(victim["pid"], signal.SIGKILL)
@@ -251,7 +251,7 @@ def test_driver_killed_mid_batch_resumes_from_the_job_store(tmp_path: Path, tiny
     proc = _cli(batch, out, tiny_weights, ray_address, 1, log)
     try:
         _wait_for(out, lambda ev: sum(e["event"] == "start" for e in ev) >= 2, proc, log)
-        time.sleep(0.8)
+        time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -259,12 +259,12 @@ def test_driver_killed_mid_batch_resumes_from_the_job_store(tmp_path: Path, tiny
             proc.kill()
     with JobQueue(out / QUEUE_FILE) as q:
         states = Counter(j.state for j in q.list())
-    assert states["done"] == 1 and states["running"] == 1, states  # killed with one job in flight
+    assert states["running"] == 1 and 1 <= states["done"] < n, states  # killed with one job in flight
 
     proc = _cli(batch, out, tiny_weights, ray_address, 1, log)
     assert proc.wait(600) == 0, log.read_text()[-3000:]
     text = log.read_text()
-    assert "resuming: 1/3 already done" in text and "recovered after a crash: 1 re-queued" in text
+    assert f"resuming: {states['done']}/3 already done" in text and "recovered after a crash: 1 re-queued" in text
     jobs = _assert_clean(out, n)
     assert sum(j.attempts for j in jobs) == n + 1
     assert Counter(e["job"] for e in _events(out) if e["event"] == "done") == Counter({j.id: 1 for j in jobs})
@@ -290,10 +290,11 @@ def test_always_failing_job_is_failed_after_its_retries_and_oversized_refused(tm
                                actor_memory_gb=17.0, output="return")
         summary = ClusterDriver(q, out, config, events=EventLog(out / EVENT_LOG).write).run()
         jobs = {j.id: j for j in q.list()}
-    assert sorted(summary.done) == good and summary.failed == [bad] and summary.refused == [huge]
+    ev = _events(out)
+    assert (sorted(summary.done), summary.failed, summary.refused) == (good, [bad], [huge]), (summary, ev)
     assert jobs[bad].state == "failed" and jobs[bad].attempts == 2 and "UnidentifiedImageError" in jobs[bad].error
     assert jobs[huge].state == "failed" and jobs[huge].error.startswith("refused before dispatch")
-    ev = _events(out)
     assert not any(e["event"] == "start" and e["job"] == huge for e in ev), "a refused job was dispatched"
-    assert [e["event"] for e in ev if e["job"] == bad] == ["start", "queued", "start", "failed"]
+    # (another actor may log the retry's start before the first actor logs the re-queue)
+    assert Counter(e["event"] for e in ev if e["job"] == bad) == Counter(start=2, queued=1, failed=1), ev
     _assert_clean(out, 2)
