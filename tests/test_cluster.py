@@ -99,6 +99,26 @@ def test_jobs_reserved_for_a_farm_are_left_to_it_until_handed_back(tmp_path: Pat
         assert q.claim().id == farm[0]
 
 
+def test_scheduler_prefers_warm_actors_and_retries_elsewhere(tmp_path: Path) -> None:
+    """The driver's placement on its own (no Ray): same profile to the warm actor, a retry away from
+    the actor it failed on while another is free, the oldest job otherwise."""
+    from nava_core.cluster.driver import ClusterDriver, _Slot
+
+    with JobQueue(tmp_path / "q.sqlite") as q:
+        a1, b1, a2 = (q.enqueue(RenderRequest(prompt=PROMPT, memory_profile=p, **TINY))
+                      for p in ("resident", "fp8", "resident"))
+        driver = ClusterDriver(q, tmp_path / "out", ClusterConfig(actors=2))
+        fp8, resident = _Slot(1, info={"profile": "fp8"}), _Slot(2, info={"profile": "resident"})
+        driver._slots = [fp8, resident]
+        assert driver._pick(fp8).id == b1  # not the oldest: the one this actor is warm for
+        assert driver._pick(resident).id == a1
+        assert q.mark_failed(a1, "actor died", retry=True, max_attempts=2) == "queued"
+        resident.job = None
+        fp8.job = None  # the other actor is free: the retry goes there, not back to actor 2
+        assert driver._pick(resident).id == a2
+        assert driver._pick(fp8).id == a1 and q.get(a1).attempts == 2
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--cluster", "10.0.0.1"], "is not a cluster address"),
     (["--cluster", "local", "--actors", "0"], "--actors must be at least 1"),
