@@ -134,6 +134,11 @@ class ClusterDriver:
         n = self.config.actors or (int(gpus // per) if per else 1)
         if n < 1:
             raise ClusterError(f"the cluster has {gpus:g} GPU(s), fewer than --gpus-per-actor {per}")
+        cpus = float(self._ray.cluster_resources().get("CPU", 0))
+        if self.config.address == LOCAL and n * self.config.cpus_per_actor > cpus:
+            # one machine cannot grow: actors that do not fit would wait for resources forever
+            raise ClusterError(f"{n} actor(s) x {self.config.cpus_per_actor:g} CPU do not fit the {cpus:g} CPU(s) of "
+                               "this machine; ask for fewer --actors or a smaller --cpus-per-actor")
         return n, per
 
     def _spawn(self, slot: _Slot) -> None:
