@@ -318,3 +318,34 @@ def test_always_failing_job_is_failed_after_its_retries_and_oversized_refused(tm
     # (another actor may log the retry's start before the first actor logs the re-queue)
     assert Counter(e["event"] for e in ev if e["job"] == bad) == Counter(start=2, queued=1, failed=1), ev
     _assert_clean(out, 2)
+
+
+@pytest.mark.slow
+def test_batch_through_ray_client_address(tmp_path: Path, tiny_weights: Path, ray_address: str) -> None:
+    """`--cluster ray://HOST:PORT`: the driver reaches the cluster through a Ray Client server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "ray.util.client.server", "--address", ray_address, "--host",
+                               "127.0.0.1", "--port", str(port), "--mode", "legacy"], env=_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        n = 2
+        batch, out, log = _batch_file(tmp_path, n), tmp_path / "out", tmp_path / "cli.log"
+        deadline = time.monotonic() + 60
+        while True:  # wait for the client server to listen
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "the Ray Client server did not start"
+                time.sleep(0.2)
+        proc = _cli(batch, out, tiny_weights, f"ray://127.0.0.1:{port}", 1, log)
+        assert proc.wait(600) == 0, log.read_text()[-3000:]
+    finally:
+        server.terminate()
+        server.wait(30)
+    _assert_clean(out, n)
+    assert "cluster: 1 actor(s), 2 done" in log.read_text()
