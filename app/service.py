@@ -361,12 +361,14 @@ class StudioService:
                             f"limit per client is {self.limits.per_client}); nothing was queued. What to do: wait "
                             "for one to finish or cancel one.")
 
-    def submit_batch(self, planned: list[Any], batch_id: str) -> list[int]:
-        """Queue a batch's planned jobs (all or nothing) through the same checks as a single render."""
+    def submit_batch(self, planned: list[Any], batch_id: str, engine: str | None = None) -> list[int]:
+        """Queue a batch's planned jobs (all or nothing) through the same checks as a single render.
+
+        `engine` "cluster:ADDRESS" reserves them for a render farm (the Batch tab's "Run on cluster")."""
         seen: set[tuple[Any, ...]] = set()
         finals = [self._admit(p.request, self.batch_boundary, seen) for p in planned]
         ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
-                                     source="batch", engine=self.engine.label)
+                                     source="batch", engine=engine or self.engine.label)
         self.worker.wake()
         return ids
 

@@ -226,6 +226,15 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     from nava_core.outdir import OutputFolderError, as_output_error, check_output_dir
 
     out = Path(args.out)
+    if getattr(args, "cluster", None):  # a farm that cannot run is refused before the queue is touched
+        from nava_core.cluster import ClusterError
+        from nava_core.cluster.cli import cluster_config
+
+        try:
+            cluster_config(args)
+        except ClusterError as e:
+            _err(str(e))
+            return 2
     tiny = str(args.weights) == "tiny" or _is_tiny_folder(args.weights)
     try:
         check_output_dir(out, create=False)  # nothing written yet: a refused batch leaves no trace
@@ -295,6 +304,13 @@ def _run_queue(args: argparse.Namespace, queue: Any, plan: BatchPlan, out: Path,
               file=sys.stderr)
     if not queue.list(states=("queued",)):
         return _finish(queue, plan)
+    if getattr(args, "cluster", None):
+        from nava_core.cluster.cli import StopHandle, run_on_cluster
+
+        stop = StopHandle()
+        with _Interrupt(stop):
+            code = run_on_cluster(args, queue, out, events, stop.token)
+        return code or _finish(queue, plan)
 
     from nava_core.pipeline import NAVAPipeline
 

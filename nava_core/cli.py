@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse prompts over 512 umT5 tokens (default: truncate as the release does, with a warning)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from nava_core.cluster.cli import add_cluster_args  # torch- and Ray-free
+
+    add_cluster_args(p)
     return p
 
 
@@ -205,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.batch_file:
                 raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
             return _run_batch(args)
+        if args.cluster:
+            raise InputFileError("--cluster runs batches: nava-render batch FILE --cluster ADDRESS")
         requests = requests_from_file(Path(args.input), _overrides(args))
     except (InputFileError, RequestError, ValueError) as e:
         print(f"nava-render: {e}", file=sys.stderr)
@@ -251,18 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
     """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
-    profile = args.memory_profile or "auto"
-    if args.gpus and args.gpus > 1:
-        from nava_core.workers import GroupConfig, WorkerGroup
+    from nava_core.workers import load_engine
 
-        group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
-                                        precision=args.precision or "nava", memory_profile=profile))
-        group.start(wait=True)
-        return group
-    from nava_core.pipeline import NAVAPipeline
-
-    return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
-                                        precision=args.precision or "nava", memory_profile=profile)
+    return load_engine(args.weights, device=args.device, precision=args.precision, memory_profile=args.memory_profile,
+                       gpus=args.gpus, progress=progress)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -84,6 +84,9 @@ _V2_COLUMNS = (
     ("builder_json", "TEXT"),
 )
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+# `engine` of jobs reserved for a render farm (`nava_core.cluster`): the farm's driver claims them by id,
+# a plain `claim()` (the studio's worker) leaves them alone.
+CLUSTER_ENGINE_PREFIX = "cluster:"
 
 
 @dataclass(frozen=True)
@@ -333,11 +336,19 @@ class JobQueue:
 
     # ---- state changes --------------------------------------------------------------------------
 
-    def claim(self, worker_id: str | None = None) -> Job | None:
-        """Atomically take the oldest queued job and mark it running for this process."""
+    def claim(self, worker_id: str | None = None, job_id: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or job `job_id`, if still queued) and mark it running.
+
+        `job_id` lets a scheduler that places jobs itself (the Ray driver: warm actors, retries on
+        another actor) take a chosen job with the same atomicity; None if someone else took it.
+        """
         wid = worker_id or default_worker_id()
         with self._tx() as c:
-            row = c.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if job_id is None:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' AND engine NOT LIKE ? ORDER BY id LIMIT 1",
+                                (CLUSTER_ENGINE_PREFIX + "%",)).fetchone()
+            else:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' AND id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             c.execute(
@@ -346,6 +357,12 @@ class JobQueue:
                 (time.time(), os.getpid(), wid, row["id"]),
             )
             return _row_to_job(c.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def set_engine(self, batch_id: str, engine: str) -> int:
+        """Re-tag a batch's queued jobs: reserve them for a farm (`cluster:ADDRESS`) or hand them back."""
+        with self._tx() as c:
+            return c.execute("UPDATE jobs SET engine = ? WHERE batch_id = ? AND state = 'queued'",
+                             (engine, batch_id)).rowcount
 
     def set_paths(self, job_id: int, tmp_dir: str | None = None, final_dir: str | None = None) -> None:
         """Record where a running job's files are, *before* they are created (so recovery finds them)."""
@@ -707,12 +724,16 @@ def run_one(
     cancel: CancelToken | None = None,
     poll_s: float = 0.25,
     requeue_on_output_error: bool = False,
+    retry: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> str:
-    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled).
+    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled/queued).
 
     With `requeue_on_output_error` a problem of the output folder itself (not a folder, not
     writable, disk full) is not the job's fault: the job goes back to "queued" (its attempt not
-    counted) and OutputFolderError is raised for the caller to stop and report.
+    counted) and OutputFolderError is raised for the caller to stop and report. With `retry`, a
+    render error puts the job back in line until it has been attempted `max_attempts` times (a
+    render farm: the error may be the machine's, not the job's).
     """
     from nava_core.outdir import as_output_error, is_output_error
 
@@ -773,9 +794,10 @@ def run_one(
         if requeue_on_output_error and is_output_error(e, out_root):
             queue.release(job.id, str(as_output_error(e, out_root)))
             raise as_output_error(e, out_root) from e
-        queue.mark_failed(job.id, str(e) if isinstance(e, RenderFailed) else f"{type(e).__name__}: {e}", retry=False)
-        log.exception("job %d failed", job.id)
-        return "failed"
+        reason = str(e) if isinstance(e, RenderFailed) else f"{type(e).__name__}: {e}"
+        state = queue.mark_failed(job.id, reason, retry=retry, max_attempts=max_attempts)
+        log.exception("job %d failed (attempt %d, now %s)", job.id, job.attempts, state)
+        return state or "failed"
     finally:
         stop.set()
         watcher.join()
