@@ -1,0 +1,145 @@
+"""Rewrite backend that runs a transformers causal LM in this process (e.g. Qwen3-4B-Thinking-2507).
+
+It lives in nava_core, not prompt_builder, because it needs torch. The model is loaded on the first
+rewrite, not at start-up, and `release_gpu()` moves it to the CPU before NAVA renders (the studio's
+render worker and `nava-render --rewrite` call it), so a 4B rewriter and the 6.3B NAVA never have to
+share an accelerator; the next rewrite moves it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from prompt_builder.rewrite import CancelLike, Message, RewriteError, TextCallback
+
+log = logging.getLogger(__name__)
+
+# The release's sampling for its rewriter (temperature 0.3, top-p 0.75, top-k 20).
+RELEASE_SAMPLING = {"do_sample": True, "temperature": 0.3, "top_p": 0.75, "top_k": 20, "repetition_penalty": 1.05}
+
+
+@dataclass
+class LocalBackend:
+    """`model` is a local folder or a Hub id (a local folder in offline mode), or loaded objects.
+
+    `device` "auto" means CUDA when present, else CPU. Each attempt reseeds with `seed + attempt`, so
+    retries differ while staying reproducible. One generation at a time (a lock): concurrent callers
+    queue instead of fighting over the model."""
+
+    model: str | Any
+    tokenizer: Any = None
+    device: str = "auto"
+    max_new_tokens: int = 2048
+    generation_kwargs: dict[str, Any] = field(default_factory=lambda: dict(RELEASE_SAMPLING))
+    seed: int = 42
+    dtype: str = "auto"
+    _model: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str):
+            self._model = self.model
+        elif not self.model.strip():
+            raise RewriteError("config", "no local rewrite model given: name a folder or a Hub id")
+
+    # ---- loading and placement ---------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None and self.tokenizer is not None
+
+    def _target_device(self) -> str:
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def load(self) -> None:
+        """Load the tokenizer and model (once), and put the model on its device."""
+        if self._model is None or self.tokenizer is None:
+            try:
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+            except ImportError:
+                raise RewriteError("config", "the local rewriter needs transformers: pip install transformers") from None
+            ref = str(self.model)
+            log.info("loading the local rewrite model %s", ref)
+            try:
+                if self.tokenizer is None:
+                    self.tokenizer = AutoTokenizer.from_pretrained(ref)
+                if self._model is None:
+                    self._model = AutoModelForCausalLM.from_pretrained(ref, dtype=self.dtype).eval()
+            except (OSError, ValueError) as e:
+                raise RewriteError("model_not_found", f"cannot load the local rewrite model {ref!r}: "
+                                   f"{str(e).splitlines()[0]}; give a folder with config.json and weights, "
+                                   "or a Hub id that is downloaded (offline mode needs it in the cache)") from None
+        target = self._target_device()
+        if str(self._model.device).split(":")[0] != target.split(":")[0]:
+            self._model.to(target)
+
+    def release_gpu(self) -> None:
+        """Move the model to the CPU and return its accelerator memory (NAVA is about to render)."""
+        with self._lock:
+            self._to_cpu()
+
+    def close(self) -> None:
+        """Drop the model (memory back to the system)."""
+        with self._lock:
+            self._to_cpu()
+            self._model = None
+
+    def _to_cpu(self) -> None:
+        if self._model is None or str(self._model.device) == "cpu":
+            return
+        import torch
+
+        self._model.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.info("local rewrite model moved to the CPU")
+
+    # ---- ChatBackend ---------------------------------------------------------------------------------
+
+    def _prompt_text(self, messages: list[Message]) -> str:
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages) + "\n\nAssistant:"
+
+    def complete(self, messages: list[Message], *, attempt: int = 0, cancel: CancelLike | None = None,
+                 on_text: TextCallback | None = None) -> str:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        with self._lock:
+            self.load()
+            tok, model = self.tokenizer, self._model
+            inputs = tok(self._prompt_text(messages), return_tensors="pt").to(model.device)
+            n_in = inputs["input_ids"].shape[1]
+            backend = self
+
+            class _Watch(StoppingCriteria):
+                """Stops at a cancel, and reports the text so far (the rewriter's progress)."""
+
+                def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                    stop = bool(cancel is not None and cancel.cancelled)
+                    if on_text is not None and not stop:
+                        on_text(tok.decode(input_ids[0, n_in:], skip_special_tokens=True))
+                    return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            torch.manual_seed(backend.seed + attempt)
+            try:
+                with torch.no_grad():
+                    out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, pad_token_id=pad,
+                                         stopping_criteria=StoppingCriteriaList([_Watch()]),
+                                         **self.generation_kwargs)
+            except torch.cuda.OutOfMemoryError:
+                raise RewriteError("config", "the local rewrite model does not fit in GPU memory next to NAVA; "
+                                             "use a smaller model, device cpu, or an endpoint") from None
+            if cancel is not None and cancel.cancelled:
+                raise RewriteError("cancelled", "rewrite cancelled")
+            # `</think>` is an ordinary added token in thinking models, so it survives for the trace remover
+            return tok.decode(out[0][n_in:], skip_special_tokens=True)
