@@ -174,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         journal.flush()
 
         def on_done(i: int, result: RewriteResult) -> None:
+            if result.error_kind in FATAL_KINDS:
+                return  # not the row's fault: it is redone on the next run
             row = todo[i]
             obj = output_row(row, result)
             with lock:

@@ -155,7 +155,7 @@ def rewrite_many(rewriter: Rewriter, texts: Sequence[str], *, concurrency: int =
     def one(i: int) -> None:
         if stop.cancelled:
             return
-        res = rewriter.rewrite(texts[i], cancel=stop)
+        res = rewriter.rewrite(texts[i], cancel=cancel)  # rows already in flight finish
         if res.error_kind in FATAL_KINDS:
             stop.fatal = res
         results[i] = res

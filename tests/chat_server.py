@@ -166,11 +166,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class ChatServer(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # a deliberately slow answer must not hold up the test's teardown
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timeout, cancel) is part of the tests, not an error."""
 
     def __init__(self, state: ServerState | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = state or ServerState()
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
