@@ -12,10 +12,13 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from prompt_builder.rewrite import (DEFAULT_ATTEMPTS, LANGUAGE_NAMES, CancelLike, ChatBackend, RewriteError,
                                     RewriteResult, Rewriter, load_system_prompt)
+
+if TYPE_CHECKING:
+    from nava_core.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +186,24 @@ class _Stop:
     @property
     def cancelled(self) -> bool:
         return self.fatal is not None or bool(self.outer is not None and self.outer.cancelled)
+
+
+def rewrite_requests(requests: Sequence["RenderRequest"], config: RewriteConfig, *, concurrency: int = 4,
+                     report: Callable[[str], None] = log.info) -> list["RenderRequest"]:
+    """`nava-render --rewrite`: each request's prompt rewritten (voices untouched: the lines they bind to
+    are guaranteed unchanged), or kept with the reason reported. The rewriter is closed afterwards, so a
+    local LM is out of memory before NAVA loads. Raises RewriteError when the rewriter cannot work at all."""
+    rewriter = make_rewriter(config)
+    try:
+        results = rewrite_many(rewriter, [r.prompt for r in requests], concurrency=concurrency)
+    finally:
+        rewriter.backend.close()
+    fatal = next((r for r in results if r is not None and r.error_kind in FATAL_KINDS), None)
+    if fatal is not None:
+        raise RewriteError(fatal.error_kind, fatal.message.removeprefix("kept the original prompt: "))
+    out = []
+    for i, (req, res) in enumerate(zip(requests, results), 1):
+        assert res is not None
+        report(f"request {i}: {res.message}")
+        out.append(req.replace(prompt=res.text) if res.accepted else req)
+    return out

@@ -102,3 +102,39 @@ def test_bad_input_is_refused_before_anything_is_written(server: ChatServer, tmp
     assert main([str(src), "-o", str(out), "--endpoint", server.url]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists() and not partial_path(out).exists() and server.state.chat_requests == 0
+
+
+def test_nava_render_rewrite_renders_the_rewritten_prompt_with_the_same_voices(
+        server: ChatServer, tiny_weights: Path, voices: list[Path], tmp_path: Path) -> None:
+    from nava_core.export import read_request
+    from nava_core.render import main as render_main
+    from nava_core.request import RenderRequest
+
+    prompt = "A man on the left says <S>Hello.<E> A woman on the right answers <S>Hi.<E>"
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": prompt, "spk_wavs": [str(voices[0]), str(voices[1])]}) + "\n",
+                   encoding="utf-8")
+    out = tmp_path / "o"
+    rc = render_main([str(src), "--weights", str(tiny_weights), "--out", str(out), "--steps", "1", "--seconds",
+                      "0.5", "--size", "160x96", "-q", "--rewrite", "--rewrite-endpoint", server.url,
+                      "--rewrite-model", "writer"])
+    assert rc == 0
+    (mp4,) = out.glob("*.mp4")
+    req = RenderRequest.from_json(read_request(mp4))
+    assert req.prompt == expand(prompt)
+    assert [Path(w).name for w in req.speaker_wavs] == [voices[0].name, voices[1].name]
+    sidecar = next(out.glob("*.json")).read_text(encoding="utf-8")
+    assert "sk-test" not in sidecar and server.url not in sidecar
+
+
+def test_nava_render_rewrite_stops_before_loading_weights_when_the_endpoint_is_wrong(
+        server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nava_core.render import main as render_main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"prompt": "a quiet street"}) + "\n", encoding="utf-8")
+    rc = render_main([str(src), "--weights", str(tmp_path / "no-weights"), "--out", str(tmp_path / "o"), "-q",
+                      "--rewrite", "--rewrite-endpoint", server.url, "--rewrite-model", "gpt-none"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "cannot rewrite: model 'gpt-none' was not found" in err and "run without --rewrite" in err
