@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "high/balanced/low are the old names of resident/t5_offload/fp8)")
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
     p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
+    from nava_core.rewriting import add_rewrite_arguments
+
+    add_rewrite_arguments(p, prefix="rewrite-")
     return p
 
 
@@ -57,18 +60,31 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
         log.warning("rendering with the tiny random-weight engine: %s", choice.reason)
     engine = Engine(choice, memory_profile=args.memory_profile, precision=args.precision, gpus=args.gpus)
     service = StudioService(paths, engine)
-    demo = build_ui(service)
+    demo = build_ui(service, _rewrites(args, service))
     demo.queue(default_concurrency_limit=4)
     return demo, service
 
 
+def _rewrites(args: argparse.Namespace, service):  # -> RewriteService
+    """The studio's rewriter: flags over environment; pages may pick their own only on a private studio."""
+    from app.rewrites import RewriteService, lock_is_busy
+    from app.zerogpu import on_zerogpu
+    from nava_core.rewriting import config_from_args
+
+    private = (getattr(args, "host", "127.0.0.1") in ("127.0.0.1", "localhost", "::1")
+               and not getattr(args, "share", False) and not on_zerogpu() and not os.environ.get("SPACE_ID"))
+    return RewriteService(config_from_args(args, prefix="rewrite-"), gpu_busy=lock_is_busy(service.engine.gpu_lock),
+                          editable=private)
+
+
 def launch_kwargs(args: argparse.Namespace, service) -> dict:
+    from app.rewrite_panel import CSS as REWRITE_CSS
     from app.theme import CSS
 
     return dict(
         server_name=args.host, server_port=args.port, share=bool(args.share), auth=parse_auth(args.auth),
         allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
-        css=CSS, footer_links=["api", "settings"],
+        css=CSS + REWRITE_CSS, footer_links=["api", "settings"],
     )
 
 

@@ -20,6 +20,8 @@ from app import handlers as H
 from app import timeline_view as TV
 from app.batch_tab import build_batch_tab
 from app.model_tab import build_model_tab
+from app.rewrite_panel import build_rewrite_panel, build_rewrite_settings, wire_rewrite
+from app.rewrites import RewriteService, lock_is_busy
 from app.service import VOICE_EXTS, StudioError, StudioService
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,10 @@ SHOT_SIZES = ["", "close-up", "medium close-up", "medium shot", "medium two-shot
 MOVES = ["", "static", "slow push-in", "slow pull-back", "pan left", "pan right", "tracking shot", "handheld"]
 
 
-def build_ui(service: StudioService) -> gr.Blocks:
-    """Build the whole studio page around one StudioService."""
+def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> gr.Blocks:
+    """Build the whole studio page around one StudioService (and the rewriter, from the environment by default)."""
+    rewrites = rewrites or RewriteService(gpu_busy=lock_is_busy(service.engine.gpu_lock))
+    service.engine.before_render.append(rewrites.release_gpu)
     initial = B.default_state()
     init_values, init_beats, init_cast = B.form_from_state(initial)
     form: dict[str, gr.components.Component] = {}
@@ -209,6 +213,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                         form["prompt_text"] = gr.Textbox(label="Prompt NAVA will see (compiled live)", lines=8, max_lines=20,
                                                          elem_id="prompt-text")
                         lint_boxes["prompt"] = gr.HTML()
+                        rewrite_panel = build_rewrite_panel()
                         with gr.Row():
                             form["bucket"] = gr.Radio([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
                                                       value=init_values["bucket"], label="Aspect bucket")
@@ -293,6 +298,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
             # ============================== Model ==============================
             with gr.Tab("Model", id="model"):
                 model_estimate = build_model_tab(service, banner)
+                rewrite_settings = build_rewrite_settings(rewrites)
 
         # ---------------- hidden API endpoints (typed str inputs) ----------------
         with gr.Row(visible=False):
@@ -314,6 +320,8 @@ def build_ui(service: StudioService) -> gr.Blocks:
         # ---------------- dynamic rows ----------------
         form_list = [form[k] for k in B.FORM_KEYS]
         all_inputs = form_list + [beats, cast]
+
+        wire_rewrite(rewrites, rewrite_panel, rewrite_settings, form, all_inputs)
 
         # ---------------- builder events ----------------
         compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from prompt_builder.rewrite import CancelLike, Message, RewriteError, TextCallback
 
@@ -36,6 +36,7 @@ class LocalBackend:
     generation_kwargs: dict[str, Any] = field(default_factory=lambda: dict(RELEASE_SAMPLING))
     seed: int = 42
     dtype: str = "auto"
+    gpu_busy: Callable[[], bool] | None = None  # True while NAVA renders: generate on the CPU meanwhile
     _model: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -54,9 +55,13 @@ class LocalBackend:
     def _target_device(self) -> str:
         import torch
 
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device != "cpu" and self.gpu_busy is not None and self.gpu_busy():
+            log.info("NAVA is rendering: the local rewrite model runs on the CPU meanwhile")
+            return "cpu"
+        return device
 
     def load(self) -> None:
         """Load the tokenizer and model (once), and put the model on its device."""
