@@ -30,7 +30,7 @@ def test_rewrite_diff_accept_render(studio, tmp_path: Path) -> None:
 
         # a two-speaker preset with a reference voice per speaker
         page.locator("#preset input").click()
-        page.get_by_role("option", name="two_person_dialogue").click()
+        page.get_by_role("option", name="two_person_dialogue", exact=True).click()
         page.click("#load-preset")
         page.wait_for_function("document.querySelector('#prompt-text textarea').value.includes('<S>')", timeout=20_000)
         page.wait_for_timeout(1500)
