@@ -40,6 +40,18 @@ def test_rewrite_diff_accept_render(studio, tmp_path: Path) -> None:
         original = page.locator("#prompt-text textarea").input_value()
 
         page.get_by_text("Rewrite with an LLM").click()
+        # a free-text idea: rewritten, shown as a diff, rejected -> the prompt stays as it was
+        idea = "a rainy street at night, no dialogue"
+        page.locator("#rewrite-idea textarea").fill(idea)
+        page.click("#rewrite-idea-btn")
+        page.wait_for_selector("#rewrite-status [data-status=done]", timeout=60_000)
+        assert idea in page.locator("#rewrite-diff").inner_text()
+        assert "no music" in page.locator("#rewrite-diff ins.nava-ins").last.inner_text()
+        page.click("#rewrite-reject")
+        page.wait_for_selector("#rewrite-status [data-status=idle]", timeout=20_000)
+        assert page.locator("#rewrite-accept").is_hidden()
+        assert page.locator("#prompt-text textarea").input_value() == original
+
         page.click("#rewrite-btn")
         page.wait_for_selector("#rewrite-status [data-status=running]", timeout=20_000)  # progress while it runs
         page.wait_for_selector("#rewrite-status [data-status=done]", timeout=60_000)
@@ -65,4 +77,4 @@ def test_rewrite_diff_accept_render(studio, tmp_path: Path) -> None:
     voices = pb.compile_project(pb.Project.from_dict(req.project)).voices  # the cast's voice for each line
     assert len(req.speaker_wavs) == len(voices) == 2 and all(req.speaker_wavs)
     assert [Path(w).name for w in req.speaker_wavs] == [Path(v).name for v in voices]
-    assert server.state.chat_requests == 1
+    assert server.state.chat_requests == 2
