@@ -192,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     fatal = next((r for r in results if r is not None and r.error_kind in FATAL_KINDS), None)
     if fatal is not None or len(finished) < len(rows):
         why = fatal.message.removeprefix("kept the original prompt: ") if fatal else "not every row was rewritten"
+        if not finished:
+            part.unlink(missing_ok=True)
         print(f"nava-rewrite: stopped: {why}. {len(finished)} of {len(rows)} row(s) are saved in {part}; "
               "fix the problem and run the same command again to continue", file=sys.stderr)
         return 3

@@ -198,10 +198,10 @@ def binding_problems(text: str, speakers: Sequence[str]) -> list[str]:
         if want not in patterns:
             continue
         seg = segments[i]
-        last: tuple[int, int, str] | None = None  # (end, -length, name): the latest, then the longest
+        last: tuple[int, int, str] | None = None  # (end, length, name): the latest, then the longest
         for key, pattern in patterns.items():
             for m in pattern.finditer(seg):
-                cand = (m.end(), -(m.end() - m.start()), key)
+                cand = (m.end(), m.end() - m.start(), key)
                 if last is None or cand[:2] > last[:2]:
                     last = cand
         if last is None:

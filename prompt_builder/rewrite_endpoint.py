@@ -126,6 +126,12 @@ class EndpointBackend:
     # ---- errors in plain words ---------------------------------------------------------------------
 
     def _translate(self, e: Exception, model: str = "") -> RewriteError:
+        err = self._words(e, model)
+        if self.api_key and self.api_key in str(err):  # a server that echoes the key must not put it on screen
+            err = RewriteError(err.kind, str(err).replace(self.api_key, "***"), retry_after_s=err.retry_after_s)
+        return err
+
+    def _words(self, e: Exception, model: str) -> RewriteError:
         import openai
 
         url = self.base_url

@@ -51,6 +51,9 @@ def test_binding_allows_a_speaker_who_keeps_talking_and_ignores_short_ids() -> N
     assert binding_problems(text, ["man", "man", "woman"]) == []
     assert binding_problems(text, ["A", "A", "B"]) == []  # one-letter ids would match articles
     assert binding_problems("The woman says <S>One.<E>", ["man", "woman"]) != []  # 'man' is not inside 'woman'
+    # a name inside a longer name: the longer one is who is meant
+    assert binding_problems("The man nods. The old man says <S>One.<E>", ["old man", "man"]) == []
+    assert binding_problems("The old man nods. The man says <S>One.<E>", ["old man", "man"]) != []
 
 
 def test_thinking_is_removed_in_every_form() -> None:
