@@ -110,3 +110,18 @@ def test_factory_and_a_missing_model_in_plain_words(tiny_lm: Path, tmp_path: Pat
     result = missing.rewrite("a man in the rain")
     assert not result.accepted and result.error_kind == "model_not_found"
     assert "cannot load the local rewrite model" in result.message
+
+
+def test_nava_rewrite_with_a_local_model(tiny_lm: Path, tmp_path: Path) -> None:
+    import json
+
+    from nava_core.rewrite_cli import main
+
+    src, out = tmp_path / "ideas.txt", tmp_path / "out.jsonl"
+    src.write_text("a man in the rain\nthe quiet room\na man says <S>hello<E>\n", encoding="utf-8")
+    rc = main([str(src), "-o", str(out), "--local-model", str(tiny_lm), "--device", "cpu", "--max-tokens", "6",
+               "--concurrency", "4", "--attempts", "2", "-q"])
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert rc == 1  # the third idea has a line this model cannot reproduce
+    assert [r["rewrite_status"] for r in rows] == ["ok", "ok", "failed"]
+    assert rows[2]["prompt"] == "a man says <S>hello<E>" and rows[2]["rewrite_attempts"] == 2
