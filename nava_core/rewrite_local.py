@@ -9,6 +9,7 @@ share an accelerator; the next rewrite moves it back.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,6 +17,8 @@ from typing import Any, Callable
 from prompt_builder.rewrite import CancelLike, Message, RewriteError, TextCallback
 
 log = logging.getLogger(__name__)
+
+_THINK_TAG_RE = re.compile(r"</?(think|thinking|reasoning|analysis)>", re.IGNORECASE)
 
 # The release's sampling for its rewriter (temperature 0.3, top-p 0.75, top-k 20).
 RELEASE_SAMPLING = {"do_sample": True, "temperature": 0.3, "top_p": 0.75, "top_k": 20, "repetition_penalty": 1.05}
@@ -146,5 +149,14 @@ class LocalBackend:
                                              "use a smaller model, device cpu, or an endpoint") from None
             if cancel is not None and cancel.cancelled:
                 raise RewriteError("cancelled", "rewrite cancelled")
-            # `</think>` is an ordinary added token in thinking models, so it survives for the trace remover
-            return tok.decode(out[0][n_in:], skip_special_tokens=True)
+            return _decode_keeping_thinking(tok, out[0][n_in:])
+
+
+def _decode_keeping_thinking(tok: Any, ids: Any) -> str:
+    """Decode without special tokens, except thinking tags: some tokenizers mark `</think>` special, and the
+    trace remover must see where the thinking ended."""
+    text = tok.decode(ids, skip_special_tokens=False)
+    for special in sorted(set(getattr(tok, "all_special_tokens", []) or []), key=len, reverse=True):
+        if special and not _THINK_TAG_RE.fullmatch(special):
+            text = text.replace(special, "")
+    return text

@@ -125,3 +125,19 @@ def test_nava_rewrite_with_a_local_model(tiny_lm: Path, tmp_path: Path) -> None:
     assert rc == 1  # the third idea has a line this model cannot reproduce
     assert [r["rewrite_status"] for r in rows] == ["ok", "ok", "failed"]
     assert rows[2]["prompt"] == "a man says <S>hello<E>" and rows[2]["rewrite_attempts"] == 2
+
+
+def test_decode_keeps_a_special_think_tag_for_the_trace_remover() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from nava_core.rewrite_local import _decode_keeping_thinking
+    from prompt_builder.rewrite import clean_output
+
+    vocab = ["<unk>", "<eos>", "</think>", "plan", "a", "video", "."]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<eos>",
+                                                additional_special_tokens=["</think>"])
+    ids = fast("plan </think> a video . <eos>")["input_ids"]
+    assert fast.decode(ids, skip_special_tokens=True).split() == ["plan", "a", "video", "."]  # the tag would be lost
+    assert clean_output(_decode_keeping_thinking(fast, ids)) == "a video ."
