@@ -107,7 +107,7 @@ def test_bad_input_is_refused_before_anything_is_written(server: ChatServer, tmp
 def test_nava_render_rewrite_renders_the_rewritten_prompt_with_the_same_voices(
         server: ChatServer, tiny_weights: Path, voices: list[Path], tmp_path: Path) -> None:
     from nava_core.export import read_request
-    from nava_core.render import main as render_main
+    from nava_core.cli import main as render_main
     from nava_core.request import RenderRequest
 
     prompt = "A man on the left says <S>Hello.<E> A woman on the right answers <S>Hi.<E>"
@@ -129,7 +129,7 @@ def test_nava_render_rewrite_renders_the_rewritten_prompt_with_the_same_voices(
 
 def test_nava_render_rewrite_stops_before_loading_weights_when_the_endpoint_is_wrong(
         server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from nava_core.render import main as render_main
+    from nava_core.cli import main as render_main
 
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"prompt": "a quiet street"}) + "\n", encoding="utf-8")
