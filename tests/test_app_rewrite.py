@@ -100,3 +100,20 @@ def test_diff_marks_removed_and_added_words() -> None:
     html = diff_html("a quiet <S>Hi.<E> room", "a loud <S>Hi.<E> room now")
     assert '<del class="nava-del">quiet</del><ins class="nava-ins">loud</ins>' in html
     assert '<span class="nava-span">&lt;S&gt;Hi.&lt;E&gt;</span>' in html and '<ins class="nava-ins"> now</ins>' in html
+
+
+def test_every_shipped_preset_passes_its_own_checks() -> None:
+    """The identity rewrite of each preset's compiled prompt must pass (speaker names as the compiler writes
+    them, the project's language, the token budget): otherwise no rewrite of it could ever be accepted."""
+    import prompt_builder as pb
+    from app import builder as B
+    from app import handlers as H
+    from app.rewrite_panel import speaker_names
+    from prompt_builder.rewrite import check_rewrite
+
+    for name in [H.BUILTIN_PRESET, *pb.list_presets()]:
+        state = H.load_preset_state(name)
+        compiled = B.compile_state(state)
+        names = speaker_names(state, compiled.span_speakers)
+        assert check_rewrite(compiled.text, compiled.text, language=state["project"]["language"],
+                             speakers=names) == [], name
