@@ -117,3 +117,17 @@ def test_every_shipped_preset_passes_its_own_checks() -> None:
         names = speaker_names(state, compiled.span_speakers)
         assert check_rewrite(compiled.text, compiled.text, language=state["project"]["language"],
                              speakers=names) == [], name
+
+
+def test_studio_flags_set_the_default_and_only_a_private_studio_lets_pages_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from app.cli import _rewrites, build_parser
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    service = SimpleNamespace(engine=SimpleNamespace(gpu_lock=threading.RLock()))
+    args = build_parser().parse_args(["--rewrite-endpoint", "http://127.0.0.1:9/v1", "--rewrite-model", "m"])
+    rw = _rewrites(args, service)
+    assert rw.editable and (rw.config.endpoint, rw.config.model) == ("http://127.0.0.1:9/v1", "m")
+    assert not _rewrites(build_parser().parse_args(["--host", "0.0.0.0"]), service).editable
+    assert not _rewrites(build_parser().parse_args(["--share"]), service).editable
