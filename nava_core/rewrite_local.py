@@ -124,7 +124,8 @@ class LocalBackend:
         with self._lock:
             self.load()
             tok, model = self.tokenizer, self._model
-            inputs = tok(self._prompt_text(messages), return_tensors="pt").to(model.device)
+            prompt = self._prompt_text(messages)
+            inputs = tok(prompt, return_tensors="pt").to(model.device)
             n_in = inputs["input_ids"].shape[1]
             backend = self
 
@@ -149,7 +150,16 @@ class LocalBackend:
                                              "use a smaller model, device cpu, or an endpoint") from None
             if cancel is not None and cancel.cancelled:
                 raise RewriteError("cancelled", "rewrite cancelled")
-            return _decode_keeping_thinking(tok, out[0][n_in:])
+            text = _decode_keeping_thinking(tok, out[0][n_in:])
+            if _opens_thinking(prompt):  # the template opened the trace: an answer without `</think>` is all thinking
+                text = "<think>" + text
+            return text
+
+
+def _opens_thinking(prompt: str) -> bool:
+    """Whether the chat template ends the prompt inside an open thinking block (Qwen3-Thinking does)."""
+    tags = list(_THINK_TAG_RE.finditer(prompt))
+    return bool(tags) and not tags[-1].group(0).startswith("</")
 
 
 def _decode_keeping_thinking(tok: Any, ids: Any) -> str:

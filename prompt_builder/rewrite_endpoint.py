@@ -93,8 +93,10 @@ class EndpointBackend:
                 resp = client.chat.completions.create(**kwargs)
                 if not getattr(resp, "choices", None):
                     raise RewriteError("bad_response", f"the endpoint answered without a choice ({model})")
+                self._check_finished(resp.choices[0].finish_reason)
                 return resp.choices[0].message.content or ""
             parts: list[str] = []
+            finish = None
             stream = client.chat.completions.create(stream=True, **kwargs)
             try:
                 for chunk in stream:
@@ -104,15 +106,24 @@ class EndpointBackend:
                         piece = getattr(choice.delta, "content", None)
                         if piece:
                             parts.append(piece)
+                        finish = choice.finish_reason or finish
                     if on_text is not None and parts:
                         on_text("".join(parts))
             finally:
                 stream.close()
+            self._check_finished(finish)
             return "".join(parts)
         except RewriteError:
             raise
         except Exception as e:  # noqa: BLE001 - every client error becomes one plain sentence
             raise self._translate(e, model) from None
+
+    def _check_finished(self, finish_reason: str | None) -> None:
+        """A reply cut off by the token limit may be unfinished thinking: never use it."""
+        if finish_reason == "length":
+            limit = f" of {self.max_tokens}" if self.max_tokens else ""
+            raise RewriteError("bad_response", f"the reply was cut off at the token limit{limit} (thinking models "
+                                               "need room: raise --max-tokens / the server's limit)")
 
     def release_gpu(self) -> None:
         """Nothing to release: the model runs elsewhere."""

@@ -11,6 +11,7 @@ vLLM or a hosted API. What it "writes" is decided by the model name, like choosi
 - `paraphraser`: always rewords the first spoken line (every attempt fails the check).
 - `lister`: answers with a markdown list.
 - `busy`: always 429 with Retry-After: 0.  `slow`: answers after `slow_s` seconds.
+- `rambler`: thinks until the token limit: a reply cut off (`finish_reason: length`) with no answer yet.
 Any other model name is a 404 "model does not exist", a wrong key a 401.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-MODELS = ("writer", "learner", "paraphraser", "lister", "busy", "slow")
+MODELS = ("writer", "learner", "paraphraser", "lister", "busy", "slow", "rambler")
 _SPAN = re.compile(r"<S>(.*?)<E>", re.S)
 
 
@@ -65,6 +66,8 @@ def answer(model: str, messages: list[dict[str, Any]]) -> tuple[str, str]:
         return thinking, f"<think>{thinking}</think>\n\n{expand(src)}"
     if model in ("learner", "paraphraser"):
         return thinking, expand(reword_first_line(src))
+    if model == "rambler":  # the template opened <think>; the reply is thinking that quotes every line
+        return "", f"Let me restate the input: {src} and then I will"
     if model == "lister":
         return "", "# Caption\n- a video\n- with things\n- " + src
     return "", expand(src)
@@ -129,16 +132,17 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(st.slow_s if model == "slow" else st.delay_s)
             reasoning, content = answer(model, body["messages"])
             if body.get("stream"):
-                self._stream(model, reasoning, content)
+                self._stream(model, reasoning, content, "length" if model == "rambler" else "stop")
             else:
                 self._json(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()),
-                                 "model": model, "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                     "role": "assistant", "content": content, "reasoning_content": reasoning}}]})
+                                 "model": model, "choices": [{"index": 0, "message": {
+                                     "role": "assistant", "content": content, "reasoning_content": reasoning},
+                                     "finish_reason": "length" if model == "rambler" else "stop"}]})
         finally:
             with st.lock:
                 st.in_flight -= 1
 
-    def _stream(self, model: str, reasoning: str, content: str) -> None:
+    def _stream(self, model: str, reasoning: str, content: str, finish: str) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
@@ -154,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
             send({"reasoning_content": reasoning[i:i + 16]})
         for i in range(0, len(content), 7):  # small pieces: spans arrive split across chunks
             send({"content": content[i:i + 7]})
-        send({}, "stop")
+        send({}, finish)
         self._chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 

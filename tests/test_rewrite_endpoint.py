@@ -59,6 +59,14 @@ def test_a_list_answer_is_refused(server: ChatServer) -> None:
     assert not result.accepted and "not one paragraph" in result.message
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_reply_cut_off_at_the_token_limit_is_never_used(server: ChatServer, stream: bool) -> None:
+    # the cut-off text quotes every line in order and is English: only finish_reason tells it is unfinished
+    result = rewriter(server, "rambler", stream=stream, attempts=2).rewrite(IDEA)
+    assert not result.accepted and result.text == IDEA and result.attempts == 2
+    assert "cut off at the token limit" in result.message
+
+
 def test_model_chosen_from_the_server_list_when_not_named(server: ChatServer) -> None:
     backend = EndpointBackend(server.url, api_key="sk-test")
     assert backend.resolve_model() == "writer"

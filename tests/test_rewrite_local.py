@@ -127,6 +127,17 @@ def test_nava_rewrite_with_a_local_model(tiny_lm: Path, tmp_path: Path) -> None:
     assert rows[2]["prompt"] == "a man says <S>hello<E>" and rows[2]["rewrite_attempts"] == 2
 
 
+def test_a_template_that_opens_thinking_makes_an_unfinished_reply_empty(tiny_lm: Path) -> None:
+    b = backend(tiny_lm)
+    b.load()
+    b.tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                                 "assistant: <think>\n")
+    result = Rewriter(b, max_attempts=1).rewrite("a man in the rain")  # 12 words, never a </think>
+    assert not result.accepted and "no text" in result.message
+    reply = b.calls[0][1]
+    assert reply.startswith("<think>") and len(reply.split()) == 12  # the 12 generated words, marked as thinking
+
+
 def test_decode_keeps_a_special_think_tag_for_the_trace_remover() -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
