@@ -47,8 +47,8 @@ def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> 
 
         # ---- wiring between tabs ----
         studio.estimate.change(lambda text: text, studio.estimate, model_estimate, show_progress="hidden")
-        assert studio.rewrite is not None
-        wire_rewrite(rewrites, studio.rewrite, rewrite_settings, studio.form, studio.all_inputs)
+        if studio.rewrite is not None:
+            wire_rewrite(rewrites, studio.rewrite, rewrite_settings, studio.form, studio.all_inputs)
         studio.render_event.then(lambda: history_rows(service), None, history.lists)
 
         def _reuse(rid: str, r: int):
