@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from prompt_builder.rewrite import CancelLike, Message, RewriteError, TextCallback
 
@@ -31,6 +31,8 @@ class LocalBackend:
     `device` "auto" means CUDA when present, else CPU. Each attempt reseeds with `seed + attempt`, so
     retries differ while staying reproducible. One generation at a time (a lock): concurrent callers
     queue instead of fighting over the model."""
+
+    serial: ClassVar[bool] = True  # one generation at a time: batch callers need not send more
 
     model: str | Any
     tokenizer: Any = None

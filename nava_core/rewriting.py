@@ -133,10 +133,6 @@ def make_rewriter(config: RewriteConfig, backend: ChatBackend | None = None) -> 
                     system_prompt=load_system_prompt(config.system_prompt_file), language=config.language)
 
 
-def is_local(rewriter: Rewriter) -> bool:
-    return type(rewriter.backend).__name__ == "LocalBackend"
-
-
 FATAL_KINDS = ("unreachable", "auth", "model_not_found")
 
 
@@ -150,7 +146,7 @@ def rewrite_many(rewriter: Rewriter, texts: Sequence[str], *, concurrency: int =
     the remaining entries stay None so the caller can stop and resume later."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise RewriteError("config", f"concurrency must be from 1 to {MAX_CONCURRENCY}; got {concurrency}")
-    if is_local(rewriter):
+    if getattr(rewriter.backend, "serial", False):
         concurrency = 1
     results: list[RewriteResult | None] = [None] * len(texts)
     stop = _Stop(cancel)
