@@ -67,13 +67,13 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
 
 def _rewrites(args: argparse.Namespace, service):  # -> RewriteService
     """The studio's rewriter: flags over environment; pages may pick their own only on a private studio."""
-    from app.rewrites import RewriteService, lock_is_busy
+    from app.rewrites import RewriteService
     from app.zerogpu import on_zerogpu
     from nava_core.rewriting import config_from_args
 
     private = (getattr(args, "host", "127.0.0.1") in ("127.0.0.1", "localhost", "::1")
                and not getattr(args, "share", False) and not on_zerogpu() and not os.environ.get("SPACE_ID"))
-    return RewriteService(config_from_args(args, prefix="rewrite-"), gpu_busy=lock_is_busy(service.engine.gpu_lock),
+    return RewriteService(config_from_args(args, prefix="rewrite-"), gpu_lock=service.engine.gpu_lock,
                           editable=private)
 
 

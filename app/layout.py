@@ -15,7 +15,7 @@ from app.batch_tab import build_batch_tab
 from app.history_tab import build_history_tab, history_rows, reuse_state
 from app.model_tab import build_model_tab
 from app.rewrite_panel import build_rewrite_settings, wire_rewrite
-from app.rewrites import RewriteService, lock_is_busy
+from app.rewrites import RewriteService
 from app.service import StudioError, StudioService
 from app.studio_tab import build_studio_tab
 from app.timeline_tab import build_timeline_tab
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> gr.Blocks:
     """Build the whole studio page around one StudioService (and the rewriter, from the environment by default)."""
-    rewrites = rewrites or RewriteService(gpu_busy=lock_is_busy(service.engine.gpu_lock))
+    rewrites = rewrites or RewriteService(gpu_lock=service.engine.gpu_lock)
     service.engine.before_render.append(rewrites.release_gpu)
     with gr.Blocks(title="NAVA Studio") as demo:
         gr.Markdown("# NAVA Studio\nBuild the scene, cast the voices, render picture and stereo sound together.")

@@ -2,7 +2,8 @@
 
 No Gradio here (the panel is `app.rewrite_panel`). A rewrite never goes through the render queue, so a
 long render does not hold it up and a slow LLM does not hold up renders. A local LM is moved off the GPU
-when a render starts (`release_gpu`, called by the engine) and generates on the CPU while one runs.
+when a render starts (`release_gpu`, called by the engine) and generates on the CPU while one runs; on
+the GPU it holds the engine's render lock, so the two never share the accelerator.
 
 Settings: flags and the environment give the studio's defaults; the Model tab's fields override them
 for one browser session, sent with each rewrite and kept nowhere on the server.
@@ -18,7 +19,7 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from nava_core.progress import CancelToken
 from nava_core.rewriting import RewriteConfig, config_from_env, make_backend, make_rewriter
@@ -54,13 +55,13 @@ class RewriteJob:
 class RewriteService:
     """Starts, follows and cancels rewrites; caches backends so a local model loads once."""
 
-    def __init__(self, config: RewriteConfig | None = None, gpu_busy: Callable[[], bool] | None = None,
+    def __init__(self, config: RewriteConfig | None = None, gpu_lock: Any = None,
                  workers: int = 2, editable: bool = True) -> None:
         self.config = config if config is not None else config_from_env()
         # whether a page may choose the rewriter (endpoint, key, local model): only on a private studio,
         # since a shared one would let any visitor make the server call any address or load any model
         self.editable = editable
-        self.gpu_busy = gpu_busy
+        self.gpu_lock = gpu_lock  # the engine's render lock: a local LM uses the GPU only while holding it
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nava-rewrite")
         self._lock = threading.Lock()
         self._jobs: dict[str, RewriteJob] = {}
@@ -96,8 +97,8 @@ class RewriteService:
                     for k in [k for k in self._backends if k[3]]:
                         self._backends.pop(k).close()
                 backend = make_backend(config)
-                if config.local_model and self.gpu_busy is not None:
-                    backend.gpu_busy = self.gpu_busy  # type: ignore[attr-defined]
+                if config.local_model:
+                    backend.gpu_lock = self.gpu_lock  # type: ignore[attr-defined]
                 self._backends[key] = backend
                 while len(self._backends) > KEEP_BACKENDS:
                     self._backends.popitem(last=False)[1].close()
@@ -176,14 +177,3 @@ class RewriteService:
                 b.close()
             self._backends.clear()
 
-
-def lock_is_busy(lock: Any) -> Callable[[], bool]:
-    """A `gpu_busy` check for a lock held for a whole render (the engine's gpu_lock)."""
-
-    def busy() -> bool:
-        if lock.acquire(blocking=False):
-            lock.release()
-            return False
-        return True
-
-    return busy

@@ -12,7 +12,8 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from contextlib import contextmanager
+from typing import Any, ClassVar, Iterator
 
 from prompt_builder.rewrite import CancelLike, Message, RewriteError, TextCallback
 
@@ -41,7 +42,9 @@ class LocalBackend:
     generation_kwargs: dict[str, Any] = field(default_factory=lambda: dict(RELEASE_SAMPLING))
     seed: int = 42
     dtype: str = "auto"
-    gpu_busy: Callable[[], bool] | None = None  # True while NAVA renders: generate on the CPU meanwhile
+    # the lock a NAVA render holds for its whole length: the LM uses the GPU only while holding it too,
+    # and generates on the CPU when a render has it (so the two never share the accelerator)
+    gpu_lock: Any = None
     _model: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -57,19 +60,15 @@ class LocalBackend:
     def loaded(self) -> bool:
         return self._model is not None and self.tokenizer is not None
 
-    def _target_device(self) -> str:
+    def _wanted_device(self) -> str:
         import torch
 
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device != "cpu" and self.gpu_busy is not None and self.gpu_busy():
-            log.info("NAVA is rendering: the local rewrite model runs on the CPU meanwhile")
-            return "cpu"
-        return device
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
 
-    def load(self) -> None:
-        """Load the tokenizer and model (once), and put the model on its device."""
+    def load(self, device: str | None = None) -> None:
+        """Load the tokenizer and model (once), and put the model on `device` (default: its own)."""
         if self._model is None or self.tokenizer is None:
             try:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -86,12 +85,17 @@ class LocalBackend:
                 raise RewriteError("model_not_found", f"cannot load the local rewrite model {ref!r}: "
                                    f"{str(e).splitlines()[0]}; give a folder with config.json and weights, "
                                    "or a Hub id that is downloaded (offline mode needs it in the cache)") from None
-        target = self._target_device()
+        target = device or self._wanted_device()
         if str(self._model.device).split(":")[0] != target.split(":")[0]:
             self._model.to(target)
 
     def release_gpu(self) -> None:
-        """Move the model to the CPU and return its accelerator memory (NAVA is about to render)."""
+        """Move the model to the CPU and return its accelerator memory (NAVA is about to render).
+
+        Called with the render's `gpu_lock` held: the model cannot be moving onto the GPU meanwhile, and
+        when it is already on the CPU this returns at once, even while a CPU rewrite is generating."""
+        if self._model is None or str(self._model.device) == "cpu":
+            return
         with self._lock:
             self._to_cpu()
 
@@ -111,6 +115,23 @@ class LocalBackend:
             torch.cuda.empty_cache()
         log.info("local rewrite model moved to the CPU")
 
+    @contextmanager
+    def _device_for_now(self) -> Iterator[str]:
+        """The GPU (held against renders for this generation) when free, else the CPU."""
+        device = self._wanted_device()
+        if device == "cpu" or self.gpu_lock is None:
+            yield device
+            return
+        if not self.gpu_lock.acquire(blocking=False):
+            log.info("NAVA is rendering: the local rewrite model runs on the CPU meanwhile")
+            self._to_cpu()
+            yield "cpu"
+            return
+        try:
+            yield device
+        finally:
+            self.gpu_lock.release()
+
     # ---- ChatBackend ---------------------------------------------------------------------------------
 
     def _prompt_text(self, messages: list[Message]) -> str:
@@ -123,8 +144,8 @@ class LocalBackend:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        with self._lock:
-            self.load()
+        with self._lock, self._device_for_now() as device:
+            self.load(device)
             tok, model = self.tokenizer, self._model
             prompt = self._prompt_text(messages)
             inputs = tok(prompt, return_tensors="pt").to(model.device)

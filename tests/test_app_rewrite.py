@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from app.rewrite_panel import diff_html, job_updates
-from app.rewrites import RewriteService, lock_is_busy
+from app.rewrites import RewriteService
 from nava_core.rewriting import RewriteConfig
 from prompt_builder.rewrite import RewriteError
 from tests.chat_server import ChatServer, ServerState, expand
@@ -76,26 +76,6 @@ def test_page_settings_override_the_defaults_for_that_call_only(server: ChatServ
     assert local.endpoint == "" and local.local_model == "/other"
 
 
-def test_gpu_busy_follows_the_render_lock() -> None:
-    lock = threading.RLock()
-    busy = lock_is_busy(lock)
-    assert not busy()
-    held, release = threading.Event(), threading.Event()
-
-    def render() -> None:
-        with lock:
-            held.set()
-            release.wait(5)
-
-    t = threading.Thread(target=render)
-    t.start()
-    held.wait(5)
-    assert busy()
-    release.set()
-    t.join()
-    assert not busy()
-
-
 def test_diff_marks_removed_and_added_words() -> None:
     html = diff_html("a quiet <S>Hi.<E> room", "a loud <S>Hi.<E> room now")
     assert '<del class="nava-del">quiet</del><ins class="nava-ins">loud</ins>' in html
@@ -125,7 +105,7 @@ def test_studio_flags_set_the_default_and_only_a_private_studio_lets_pages_choos
     from app.cli import _rewrites, build_parser
 
     monkeypatch.delenv("SPACE_ID", raising=False)
-    service = SimpleNamespace(engine=SimpleNamespace(gpu_lock=threading.RLock()))
+    service = SimpleNamespace(engine=SimpleNamespace(gpu_lock=threading.RLock()))  # only its lock is used
     args = build_parser().parse_args(["--rewrite-endpoint", "http://127.0.0.1:9/v1", "--rewrite-model", "m"])
     rw = _rewrites(args, service)
     assert rw.editable and (rw.config.endpoint, rw.config.model) == ("http://127.0.0.1:9/v1", "m")

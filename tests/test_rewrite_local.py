@@ -3,6 +3,7 @@ rewrite, retry with the reason, fallback, cancel, release."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,52 @@ def test_decode_keeps_a_special_think_tag_for_the_trace_remover() -> None:
     ids = fast("plan </think> a video . <eos>")["input_ids"]
     assert fast.decode(ids, skip_special_tokens=True).split() == ["plan", "a", "video", "."]  # the tag would be lost
     assert clean_output(_decode_keeping_thinking(fast, ids)) == "a video ."
+
+
+def _hold(lock, until):  # noqa: ANN001, ANN202 - a render holding the GPU lock in its own thread
+    held = threading.Event()
+
+    def run() -> None:
+        with lock:
+            held.set()
+            until.wait(10)
+
+    t = threading.Thread(target=run)
+    t.start()
+    held.wait(10)
+    return t
+
+
+def test_while_a_render_holds_the_gpu_the_lm_generates_on_the_cpu(tiny_lm: Path) -> None:
+    b = backend(tiny_lm)
+    b.device = "cuda"  # it would use the GPU, but a render has it (and this machine has none: any GPU use fails)
+    b.gpu_lock, done = threading.RLock(), threading.Event()
+    render = _hold(b.gpu_lock, done)
+    try:
+        assert Rewriter(b).rewrite("a man in the rain").accepted
+        assert str(b._model.device) == "cpu"
+    finally:
+        done.set()
+        render.join()
+
+
+def test_release_gpu_never_waits_for_a_cpu_rewrite(tiny_lm: Path) -> None:
+    b = backend(tiny_lm)
+    b.load()
+    generating, go_on = threading.Event(), threading.Event()
+
+    def on_text(text: str) -> None:
+        generating.set()
+        go_on.wait(10)  # a long CPU generation, paused mid-way
+
+    rewrite = threading.Thread(target=lambda: Rewriter(b).rewrite("a man in the rain", on_text=on_text))
+    rewrite.start()
+    generating.wait(10)
+    release = threading.Thread(target=b.release_gpu)  # what the engine calls when a render starts
+    release.start()
+    release.join(5)
+    try:
+        assert not release.is_alive() and rewrite.is_alive()  # the render went ahead; the rewrite still runs
+    finally:
+        go_on.set()
+        rewrite.join()
