@@ -187,6 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             results = rewrite_many(rewriter, [r.prompt for r in todo], concurrency=args.concurrency, on_done=on_done)
+        except KeyboardInterrupt:
+            print(f"nava-rewrite: interrupted: {len(finished)} of {len(rows)} row(s) are saved in {part}; run the "
+                  "same command again to continue", file=sys.stderr)
+            return 130
         finally:
             rewriter.backend.close()
     fatal = next((r for r in results if r is not None and r.error_kind in FATAL_KINDS), None)

@@ -152,9 +152,9 @@ def rewrite_many(rewriter: Rewriter, texts: Sequence[str], *, concurrency: int =
     stop = _Stop(cancel)
 
     def one(i: int) -> None:
-        if stop.cancelled:
+        if stop.stop_new:
             return
-        res = rewriter.rewrite(texts[i], cancel=cancel)  # rows already in flight finish
+        res = rewriter.rewrite(texts[i], cancel=stop)  # after a fatal error, rows in flight still finish
         if res.error_kind in FATAL_KINDS:
             stop.fatal = res
         results[i] = res
@@ -163,25 +163,35 @@ def rewrite_many(rewriter: Rewriter, texts: Sequence[str], *, concurrency: int =
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rewrite") as pool:
         futures = [pool.submit(one, i) for i in range(len(texts))]
-        for f in futures:
-            try:
-                f.result()
-            except RewriteError as e:
-                if e.kind != "cancelled":
-                    raise
+        try:
+            for f in futures:
+                try:
+                    f.result()
+                except RewriteError as e:
+                    if e.kind != "cancelled":
+                        raise
+        except BaseException:  # Ctrl-C or an error: stop the rows in flight at their next chunk or token
+            stop.aborted = True
+            raise
     return results
 
 
 class _Stop:
-    """Cancel = the caller's cancel, or a fatal error seen by any worker."""
+    """What stops rows: the caller's cancel or an abort stops them all at once; a fatal error seen by any
+    worker only stops new rows from starting."""
 
     def __init__(self, outer: CancelLike | None) -> None:
         self.outer = outer
         self.fatal: RewriteResult | None = None
+        self.aborted = False
 
     @property
     def cancelled(self) -> bool:
-        return self.fatal is not None or bool(self.outer is not None and self.outer.cancelled)
+        return self.aborted or bool(self.outer is not None and self.outer.cancelled)
+
+    @property
+    def stop_new(self) -> bool:
+        return self.cancelled or self.fatal is not None
 
 
 def rewrite_requests(requests: Sequence["RenderRequest"], config: RewriteConfig, *, concurrency: int = 4,

@@ -138,3 +138,30 @@ def test_nava_render_rewrite_stops_before_loading_weights_when_the_endpoint_is_w
     assert rc == 2
     err = capsys.readouterr().err
     assert "cannot rewrite: model 'gpt-none' was not found" in err and "run without --rewrite" in err
+
+
+def test_ctrl_c_stops_at_once_keeps_finished_rows_and_resumes(server: ChatServer, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server.state.delay_s = 0.5
+    src, out = jsonl_input(tmp_path), tmp_path / "out.jsonl"
+    args = [str(src), "-o", str(out), "--endpoint", server.url, "--model", "writer", "--concurrency", "2"]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "nava_core.rewrite_cli", *args], cwd=root, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
+    part = partial_path(out)
+    deadline = time.monotonic() + 60
+    while not (part.is_file() and len(part.read_text(encoding="utf-8").splitlines()) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err and "run the same command again" in err
+    saved = len(read(part))
+    assert 2 <= saved < len(LINES) and server.state.chat_requests < len(LINES)  # the queue did not run on
+    assert main(args) == 0
+    assert [r["prompt"] for r in read(out)] == [expand(p) for p in LINES]
