@@ -60,8 +60,10 @@ class RewriteConfig:
         if self.endpoint and self.local_model:
             raise RewriteError("config", "choose an endpoint or a local model for rewriting, not both")
         if not self.configured:
-            raise RewriteError("config", "no rewriter configured: give an endpoint (--endpoint URL or "
-                                         f"{ENV['endpoint']}) or a local model (--local-model PATH or {ENV['local_model']})")
+            raise RewriteError("config", "no rewriter configured: give an OpenAI-compatible endpoint "
+                                         f"({ENV['endpoint']}, --endpoint / --rewrite-endpoint, or the studio's Model "
+                                         f"tab) or a local model ({ENV['local_model']}, --local-model / "
+                                         "--rewrite-local-model)")
         if self.language not in ("auto", *LANGUAGE_NAMES):
             raise RewriteError("config", f"language must be auto, {', '.join(LANGUAGE_NAMES)}; got {self.language!r}")
 
