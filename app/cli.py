@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --auth, let clients other than this machine download weights and switch the "
                         "weights folder (off: those actions answer only to 127.0.0.1)")
     p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME, else $XDG_DATA_HOME/nava-studio, else ~/.local/share/nava-studio)")
+    from nava_core.rewriting import add_rewrite_arguments
+
+    add_rewrite_arguments(p, prefix="rewrite-")
     return p
 
 
@@ -75,7 +78,7 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
     service = StudioService(paths, engine, allowed_roots=roots, limits=limits)
     service.admin = AdminPolicy(auth=bool(getattr(args, "auth", None)),
                                 allow_remote=bool(getattr(args, "allow_remote_admin", False)))
-    demo = build_ui(service)
+    demo = build_ui(service, _rewrites(args, service))
     # Gradio's queue: bounded too (events waiting for a slot beyond this are refused by Gradio)
     demo.queue(default_concurrency_limit=4, max_size=limits.total + GRADIO_SPARE_SLOTS * 4)
     return demo, service
@@ -87,7 +90,20 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
 GRADIO_SPARE_SLOTS = 40
 
 
+def _rewrites(args: argparse.Namespace, service):  # -> RewriteService
+    """The studio's rewriter: flags over environment; pages may pick their own only on a private studio."""
+    from app.rewrites import RewriteService
+    from app.zerogpu import on_zerogpu
+    from nava_core.rewriting import config_from_args
+
+    private = (getattr(args, "host", "127.0.0.1") in ("127.0.0.1", "localhost", "::1")
+               and not getattr(args, "share", False) and not on_zerogpu() and not os.environ.get("SPACE_ID"))
+    return RewriteService(config_from_args(args, prefix="rewrite-"), gpu_lock=service.engine.gpu_lock,
+                          editable=private)
+
+
 def launch_kwargs(args: argparse.Namespace, service) -> dict:
+    from app.rewrite_panel import CSS as REWRITE_CSS
     from app.theme import CSS
 
     from starlette.middleware import Middleware
@@ -99,7 +115,7 @@ def launch_kwargs(args: argparse.Namespace, service) -> dict:
         app_kwargs={"middleware": [Middleware(StudioGuard, limiter=LoginLimiter())]},
         max_threads=getattr(args, "max_queued", 100) + GRADIO_SPARE_SLOTS,
         allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
-        css=CSS, footer_links=["api", "settings"],
+        css=CSS + REWRITE_CSS, footer_links=["api", "settings"],
     )
 
 

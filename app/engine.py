@@ -256,6 +256,8 @@ class Engine:
         self._lock = threading.Lock()
         # held for a whole render; shared with the Batch tab through StudioService.gpu_lock
         self.gpu_lock = gpu_lock if gpu_lock is not None else threading.RLock()
+        # called with gpu_lock held, before each render (e.g. a local rewrite LM leaving the GPU)
+        self.before_render: list[Callable[[], None]] = []
         # On a ZeroGPU Space the GPU exists only inside spaces.GPU calls; elsewhere this is the identity.
         from app.zerogpu import gpu_duration, wrap_for_zerogpu
         self.render = wrap_for_zerogpu(self.render, gpu_duration)
@@ -335,6 +337,8 @@ class Engine:
         from app.media import audio_picture, video_thumbnail
 
         with self.gpu_lock:
+            for hook in self.before_render:
+                hook()
             t0 = time.perf_counter()
             pipe = self.pipeline(progress)
             _onto_gpu(pipe)

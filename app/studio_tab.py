@@ -19,6 +19,7 @@ from nava_core.request import MAX_SEED, MAX_STEPS
 from app import builder as B
 from app import handlers as H
 from app.render_panel import RenderPanel, build_render_panel, wire_render_panel
+from app.rewrite_panel import RewritePanel, build_rewrite_panel
 from app.service import StudioError, StudioService
 from app.studio_rows import beat_rows, cast_rows
 
@@ -37,6 +38,7 @@ class StudioTab:
     estimate: gr.Markdown
     render: RenderPanel | None = None
     render_event: Any = None
+    rewrite: RewritePanel | None = None  # the Rewrite box under the prompt (wired by app.layout)
 
     @property
     def form_list(self) -> list[gr.components.Component]:
@@ -132,6 +134,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                                   elem_id="truncate-prompt",
                                                   info="Over 512 umT5 tokens the release cuts the prompt (and any line "
                                                        "past the cut); unticked, the studio refuses it")
+            rewrite_panel = build_rewrite_panel()
             with gr.Row():
                 form["bucket"] = gr.Dropdown([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
                                              value=init_values["bucket"], label="Aspect bucket", elem_id="bucket",
@@ -159,7 +162,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
             estimate = gr.Markdown()
             render = build_render_panel()
 
-    tab = StudioTab(form, beats, cast, rev, estimate, render)
+    tab = StudioTab(form, beats, cast, rev, estimate, render, rewrite=rewrite_panel)
     form_list = [form[k] for k in B.FORM_KEYS]
     all_inputs = form_list + [beats, cast]
 

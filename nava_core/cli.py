@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     from nava_core.cluster.cli import add_cluster_args  # torch- and Ray-free
 
     add_cluster_args(p)
+    p.add_argument("--rewrite", action="store_true", help="rewrite each prompt with an LLM first (spoken lines are "
+                   "kept byte-for-byte; a prompt whose rewrite fails is rendered as written); see --rewrite-* below")
+    p.add_argument("--rewrite-concurrency", type=int, default=4, help="rewrite requests in flight (default 4)")
+    from nava_core.rewriting import add_rewrite_arguments
+
+    add_rewrite_arguments(p, prefix="rewrite-")
     return p
 
 
@@ -205,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.input == "batch":
+            if args.rewrite:
+                raise InputFileError("--rewrite works on a request .json or a .jsonl; for a batch, rewrite its "
+                                     "prompts first with nava-rewrite")
             if not args.batch_file:
                 raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
             return _run_batch(args)
@@ -221,6 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputFolderError as e:
         print(f"nava-render: {e}", file=sys.stderr)
         return 3
+    if args.rewrite:
+        from nava_core.rewriting import config_from_args, rewrite_requests
+        from prompt_builder.rewrite import RewriteError
+
+        try:
+            requests = rewrite_requests(requests, config_from_args(args, prefix="rewrite-"),
+                                        concurrency=args.rewrite_concurrency,
+                                        report=lambda m: print(f"nava-render: rewrite {m}", file=sys.stderr))
+        except RewriteError as e:
+            print(f"nava-render: cannot rewrite: {e}; run without --rewrite to render the prompts as written",
+                  file=sys.stderr)
+            return 2
     progress = _TerminalProgress(args.quiet)
     try:
         engine = _load_engine(args, progress)
