@@ -95,6 +95,7 @@ class UlyssesContext:
     def shard(self, streams: list, states: list) -> tuple[list, list, ShardInfo]:
         """Pad each stream (and its per-token state) to a multiple of N and keep this rank's slice."""
         from nava_core.model.blocks import StreamState
+        from nava_core.model.rope import pad_identity
 
         out_streams: list = [None, None]
         out_states: list = [None, None]
@@ -105,21 +106,28 @@ class UlyssesContext:
             b, length = x.shape[0], x.shape[1]
             pad = self._pad(length)
             lengths[i] = length
-            mask = st.key_mask if st.key_mask is not None else torch.ones(b, length, dtype=torch.bool, device=x.device)
+            # a mask only where some key is padding (batch or N-divisibility): same on every rank, so no
+            # rank gathers a mask the others skip, and no host sync on `mask.all()` per attention
+            mask = st.key_mask
+            if mask is None and pad:
+                mask = torch.ones(b, length, dtype=torch.bool, device=x.device)
             rotations = st.rotations
             time_index = st.time_index
             if pad:
                 x = torch.cat([x, x.new_zeros(b, pad, x.shape[2])], dim=1)
                 mask = torch.cat([mask, mask.new_zeros(b, pad)], dim=1)
-                rotations = torch.cat([rotations, rotations.new_ones(b, pad, *rotations.shape[2:])], dim=1)
+                rotations = pad_identity(rotations, pad)
                 if time_index is not None:
                     time_index = torch.cat([time_index, time_index.new_zeros(b, pad)], dim=1)
             out_streams[i] = self._local(x)
+            n_local = x.shape[1] // self.world_size
+            clean = st.clean_tokens
             out_states[i] = StreamState(
                 rotations=self._local(rotations),
-                key_mask=self._local(mask),
+                key_mask=self._local(mask) if mask is not None else None,
                 time_index=self._local(time_index) if time_index is not None else None,
                 e0=st.e0,
+                clean_tokens=None if clean is None else min(max(clean - self.rank * n_local, 0), n_local),
             )
         return out_streams, out_states, ShardInfo(lengths)
 
@@ -160,12 +168,13 @@ class UlyssesContext:
     # -- attention
 
     def attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  key_mask: torch.Tensor | None) -> torch.Tensor:
+                  key_mask: torch.Tensor | None, backend: Any = None) -> torch.Tensor:
         """Ulysses attention on local [B, L_local, H, d] tensors; the key mask is local too.
 
-        Scatter heads / gather sequence, attend over the whole (rank-interleaved) sequence with the
-        gathered mask, then the reverse all-to-all. Exact: attention does not depend on key order as
-        long as the mask follows the keys.
+        Scatter heads / gather sequence (q, k and v in ONE all-to-all), attend over the whole
+        (rank-interleaved) sequence with the gathered mask (only when some key is padding), then the
+        reverse all-to-all. Exact: attention does not depend on key order as long as the mask follows
+        the keys.
         """
         from nava_core.model.attention import attention as plain_attention
 
@@ -173,18 +182,16 @@ class UlyssesContext:
         b, length, heads, d = query.shape
         if heads % n:
             raise ValueError(f"{heads} attention heads cannot be split over {n} ranks")
-
-        def to_heads(x: torch.Tensor) -> torch.Tensor:  # [B,Ll,H,d] -> [B, N*Ll, H/N, d]
-            x = x.reshape(b, length, n, heads // n, x.shape[-1]).permute(2, 0, 1, 3, 4)
-            y = self._all_to_all(x)  # [src rank, B, Ll, H/N, d]
-            return y.permute(1, 0, 2, 3, 4).reshape(b, n * length, heads // n, x.shape[-1])
-
-        mask = key_mask if key_mask is not None else torch.ones(b, length, dtype=torch.bool, device=query.device)
-        masks = [torch.empty(b, length, dtype=torch.uint8, device=query.device) for _ in range(n)]
-        dist.all_gather(masks, mask.to(torch.uint8).contiguous(), group=self.group)
-        full_mask = torch.cat(masks, dim=1).bool()
-        out = plain_attention(to_heads(query), to_heads(key), to_heads(value),
-                              None if bool(full_mask.all()) else full_mask)
+        qkv = torch.stack([query.to(value.dtype), key.to(value.dtype), value])  # [3, B, Ll, H, d]
+        qkv = qkv.reshape(3, b, length, n, heads // n, d).permute(3, 0, 1, 2, 4, 5)  # [N, 3, B, Ll, H/N, d]
+        y = self._all_to_all(qkv)  # [src rank, 3, B, Ll, H/N, d]
+        y = y.permute(1, 2, 0, 3, 4, 5).reshape(3, b, n * length, heads // n, d)
+        full_mask = None
+        if key_mask is not None:
+            masks = [torch.empty(b, length, dtype=torch.uint8, device=query.device) for _ in range(n)]
+            dist.all_gather(masks, key_mask.to(torch.uint8).contiguous(), group=self.group)
+            full_mask = torch.cat(masks, dim=1).bool()
+        out = plain_attention(y[0], y[1], y[2], full_mask, backend=backend)
         dv = out.shape[-1]
         out = out.reshape(b, n, length, heads // n, dv).permute(1, 0, 2, 3, 4)
         back = self._all_to_all(out)  # [head group, B, Ll, H/N, d]
