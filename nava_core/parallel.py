@@ -250,6 +250,9 @@ class GroupConfig:
     start_timeout_s: float = 600.0
     stall_timeout_s: float = 900.0
     threads_per_worker: int = 1
+    attention: str = "auto"  # nava_core.speed: kernel choice, probed on each rank's device
+    compile: bool | None = None
+    cfg_parallel: int = 1  # guidance-branch groups across ranks (nava_core.cfg_parallel); world / it = Ulysses
 
 
 def _free_port() -> int:
@@ -291,14 +294,18 @@ def _from_wire(result: Any) -> Any:
 
 
 def load_parallel_pipeline(weights: str, device: torch.device, precision: str, memory_profile: str,
-                           ctx: UlyssesContext) -> Any:
-    """One rank's pipeline: weights loaded once, profile applied, backbone made sequence-parallel."""
+                           ctx: UlyssesContext | None, attention: str = "auto", compile: bool | None = None,
+                           branch_runner: Any = None) -> Any:
+    """One rank's pipeline: weights loaded once, profile applied, backbone made sequence-parallel
+    (`ctx`, None: no Ulysses) and, with a `branch_runner` (nava_core.cfg_parallel), CFG-parallel."""
     from nava_core import memory
     from nava_core.pipeline import NAVAPipeline
 
-    pipe = NAVAPipeline.from_pretrained(weights, device=device, precision=precision)
+    pipe = NAVAPipeline.from_pretrained(weights, device=device, precision=precision, attention=attention,
+                                        compile=compile)
     memory.apply_profile(pipe, memory_profile)
     enable_ulysses(pipe.transformer, ctx)
+    pipe.branch_runner = branch_runner
     return pipe
 
 
@@ -314,8 +321,11 @@ def _worker_main(rank: int, cfg: GroupConfig, port: int, jobs: Any, results: Any
         dist.init_process_group(
             "nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
             world_size=cfg.world_size, timeout=timedelta(seconds=cfg.collective_timeout_s))
-        ctx = UlyssesContext(cfg.world_size, rank)
-        pipe = load_parallel_pipeline(cfg.weights, device, cfg.precision, cfg.memory_profile, ctx)
+        from nava_core.cfg_parallel import setup_groups
+
+        ctx, runner = setup_groups(cfg.world_size, rank, cfg.cfg_parallel)
+        pipe = load_parallel_pipeline(cfg.weights, device, cfg.precision, cfg.memory_profile, ctx,
+                                      cfg.attention, cfg.compile, runner)
     except Exception:  # noqa: BLE001 - reported to the parent, which fails the start
         results.put(("start_error", rank, traceback.format_exc()))
         return
@@ -583,6 +593,9 @@ def torchrun_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--precision", default="nava", choices=["nava", "fp32"])
     p.add_argument("--memory-profile", default="auto")
     p.add_argument("--timeout", type=float, default=600.0, help="collective timeout in seconds")
+    p.add_argument("--cfg-parallel", type=int, default=1,
+                   help="guidance-branch groups across ranks (divides the rank count; Ulysses inside a group)")
+    p.add_argument("--attention", default="auto", help="attention kernel (auto, sdpa, cudnn, flash3, flash)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cuda = torch.cuda.is_available()
@@ -592,8 +605,11 @@ def torchrun_main(argv: Sequence[str] | None = None) -> int:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=args.timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
-    ctx = UlyssesContext(world, rank)
-    pipe = load_parallel_pipeline(args.weights, device, args.precision, args.memory_profile, ctx)
+    from nava_core.cfg_parallel import setup_groups
+
+    ctx, runner = setup_groups(world, rank, args.cfg_parallel)
+    pipe = load_parallel_pipeline(args.weights, device, args.precision, args.memory_profile, ctx,
+                                  args.attention, None, runner)
     out = Path(args.out)
     for i, path in enumerate(args.requests):
         box = [Path(path).read_text(encoding="utf-8") if rank == 0 else None]

@@ -105,6 +105,8 @@ class NAVAPipeline(DiffusionPipeline):
         self.is_tiny = False
         self._speaker_cache: dict[tuple[str, float, int], torch.Tensor] = {}
         self._negative_cache: dict[str, torch.Tensor] = {}
+        self.speed: Any = None  # nava_core.speed.SpeedState once loaded by from_pretrained
+        self.branch_runner: Any = None  # nava_core.cfg_parallel.CfgParallel on a CFG-parallel rank
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -116,14 +118,18 @@ class NAVAPipeline(DiffusionPipeline):
         precision: Literal["nava", "fp32"] = "nava",
         progress: ProgressCallback | None = None,
         memory_profile: str = "auto",
+        attention: str = "auto",
+        compile: bool | None = None,
         **_: Any,
     ) -> "NAVAPipeline":
         """Load a weight-set folder (release or diffusers layout), or `"tiny"` (built on first use).
 
         `memory_profile` ("auto", "resident", "t5_offload", "fp8", "group_offload") decides where the
-        weights live (nava_core.memory); it changes memory use and speed, never the result.
+        weights live (nava_core.memory); it changes memory use and speed, never the result. So do
+        `attention` ("auto", "sdpa", "cudnn", "flash3", "flash") and `compile` (None: on for CUDA when
+        a warm-up passes), see nava_core.speed; what was chosen is in `pipe.speed`.
         """
-        from nava_core import memory
+        from nava_core import memory, speed
 
         from nava_core.components.audio_vae import AudioVAE
         from nava_core.components.speaker_encoder import SpeakerEncoder
@@ -144,6 +150,8 @@ class NAVAPipeline(DiffusionPipeline):
         profile = memory.profile_for_device(memory_profile, device)
         transformer = memory.load_backbone_for_profile(report.path("backbone"), config, device, profile)
         transformer.eval().requires_grad_(False)
+        speed_options = speed.SpeedOptions(attention=attention, compile=compile)
+        speed.prepare_storage(transformer, speed_options, device)  # before offload hooks: bf16 groups stream
         progress(ProgressEvent("loading", 1, 5, message="text encoder"))
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if report.layout == "release":
@@ -165,6 +173,7 @@ class NAVAPipeline(DiffusionPipeline):
         pipe.weights_path = report.root
         pipe.is_tiny = report.is_tiny
         memory.apply_profile(pipe, profile, device=device)
+        pipe.speed = speed.apply_speed(transformer, speed_options, device)
         progress(ProgressEvent("loading", 5, 5, message="ready"))
         return pipe
 
@@ -337,7 +346,11 @@ class NAVAPipeline(DiffusionPipeline):
                 video[:, :1] = cond.first_frame
             tt = t.reshape(1).to(self.device)
             forward = self._branch_forward(cond, video, audio, tt, clean, counter)
-            v_pred, a_pred = combine(run_branches(branches, forward, batched=self.batch_branches), scales)
+            if self.branch_runner is not None:  # CFG-parallel: branch groups on other ranks
+                preds = self.branch_runner(branches, forward, self.batch_branches, (video, audio))
+            else:
+                preds = run_branches(branches, forward, batched=self.batch_branches)
+            v_pred, a_pred = combine(preds, scales)
             if video is not None:
                 video = sched_v.step(v_pred, t, video, return_dict=False)[0]
             audio = sched_a.step(a_pred, t, audio, return_dict=False)[0]

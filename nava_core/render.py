@@ -213,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-profile", help="memory profile (auto, resident, t5_offload, fp8, group_offload)")
     p.add_argument("--gpus", type=int, help="GPUs for Ulysses sequence parallel (must divide 24)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "cudnn", "flash3", "flash"],
+                   help="attention kernel (default auto: the fastest that imports and runs on this GPU)")
+    p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the transformer blocks (default: on for CUDA when a warm-up passes)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -325,13 +329,15 @@ def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
         from nava_core.parallel import GroupConfig, WorkerGroup
 
         group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
-                                        precision=args.precision or "nava", memory_profile=profile))
+                                        precision=args.precision or "nava", memory_profile=profile,
+                                        attention=args.attention, compile=args.compile))
         group.start(wait=True)
         return group
     from nava_core.pipeline import NAVAPipeline
 
     return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
-                                        precision=args.precision or "nava", memory_profile=profile)
+                                        precision=args.precision or "nava", memory_profile=profile,
+                                        attention=args.attention, compile=args.compile)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

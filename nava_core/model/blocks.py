@@ -234,9 +234,13 @@ class _AVBlock(nn.Module):
         self,
         streams: list[torch.Tensor | None],
         states: list[StreamState | None],
-        text_kv: list[tuple[torch.Tensor, torch.Tensor] | None],
+        text: list[tuple[torch.Tensor, torch.Tensor] | None] | torch.Tensor,
         block_diagonal: bool = False,
     ) -> list[torch.Tensor | None]:
+        """`text`: the cross-attention (k, v) per stream (from `text_kv`, cached by the model), or the
+        embedded context itself (computed here: offload hooks that move this block's weights only
+        wrap `forward`)."""
+        text_kv = self.text_kv(text, [x is not None for x in streams]) if torch.is_tensor(text) else text
         mods = [self._modulation(i, st) if x is not None else None for i, (x, st) in enumerate(zip(streams, states))]
         normed = [None if x is None else m.modulate(to_low(self.norm1(x)), 0, 1) for x, m in zip(streams, mods)]
         attn = self.self_attn(normed, states, block_diagonal)

@@ -336,6 +336,10 @@ class WanAVModel(nn.Module):
         """Per block, the cross-attention (k, v) of the embedded text: from the cache when the same
         context tensors come again (inference), else computed (and stored)."""
         blocks = [*self.double_blocks, *self.single_blocks]
+        if any(hasattr(b, "_diffusers_hook") for b in blocks):
+            # offloaded blocks have their weights here only inside their own forward: compute k/v there
+            ctx = self._embed_text([u.to(device) for u in context], speaker_embeddings, speaker_positions)
+            return [ctx] * len(blocks)
         cache = self.text_kv_cache if not torch.is_grad_enabled() else None
         entry = None
         if cache is not None:
