@@ -104,7 +104,7 @@ def setup_groups(world_size: int, rank: int, cfg_degree: int) -> tuple[Any, CfgP
 
     Returns (UlyssesContext or None when U == 1, CfgParallel or None when C == 1).
     """
-    from nava_core.parallel import UlyssesContext
+    from nava_core.ulysses import UlyssesContext
 
     layout = ParallelLayout(world_size, cfg_degree)
     if cfg_degree == 1:

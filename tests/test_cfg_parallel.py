@@ -16,7 +16,7 @@ import torch
 
 from nava_core.cfg_parallel import ParallelLayout, assign_branches
 from nava_core.guidance import Branch
-from nava_core.parallel import _free_port
+from nava_core.workers import _free_port
 from nava_core.request import RenderRequest
 
 REQ = RenderRequest(prompt="a cat says <S>hello<E> in the rain", width=160, height=96, seconds=1.0, steps=2,
@@ -39,7 +39,7 @@ def _rank(rank: int, world: int, cfg_degree: int, port: int, weights: str, out: 
     import torch.distributed as dist
 
     from nava_core.cfg_parallel import setup_groups
-    from nava_core.parallel import enable_ulysses
+    from nava_core.ulysses import enable_ulysses
     from nava_core.pipeline import NAVAPipeline
 
     torch.set_num_threads(1)

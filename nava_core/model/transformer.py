@@ -61,7 +61,7 @@ class WanAVModel(nn.Module):
         )
         self.head = Head(c.dim, math.prod(c.patch_size) * c.vid_out_dim, c.eps)
         self.head_audio = Head(c.dim, c.audio_out_dim, c.eps)
-        self.sequence_parallel = None  # a nava_core.parallel.UlyssesContext when run sequence-parallel
+        self.sequence_parallel = None  # a nava_core.ulysses.UlyssesContext when run sequence-parallel
         # speed switches; each one is exact (tests/test_backbone_speed.py) unless noted
         self.text_kv_cache: TextKVCache | None = TextKVCache()  # None: recompute text k/v every forward
         self.exact_rope = False  # True: float64 RoPE under "nava" too (the release's arithmetic)
