@@ -26,10 +26,12 @@ import torch
 from diffusers import DiffusionPipeline
 
 from nava_core.config import NAVAConfig
-from nava_core.guidance import BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
+from nava_core.guidance import Branch, BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, StepTimer, null_progress
 from nava_core.request import RenderRequest, RequestError
 from nava_core.scheduler import make_scheduler
+from nava_core.speedups import get_speedup
+from nava_core.step_cache import StepReuse
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class NAVAPipeline(DiffusionPipeline):
         self._negative_cache: dict[str, torch.Tensor] = {}
         self.speed: Any = None  # nava_core.speed.SpeedState once loaded by from_pretrained
         self.branch_runner: Any = None  # nava_core.cfg_parallel.CfgParallel on a CFG-parallel rank
+        self.last_step_reuse: Any = None  # the last render's nava_core.step_cache.StepReuse (its savings)
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -339,6 +342,8 @@ class NAVAPipeline(DiffusionPipeline):
         timer = StepTimer(len(timesteps))
         counter = [0]
         clean = cond.first_frame is not None
+        reuse = StepReuse(get_speedup(getattr(request, "speedup", "exact")), len(timesteps))
+        self.last_step_reuse = reuse
         progress(ProgressEvent("denoising", 0, len(timesteps)))
         for i, t in enumerate(timesteps):
             if cancel is not None:
@@ -347,11 +352,14 @@ class NAVAPipeline(DiffusionPipeline):
                 video[:, :1] = cond.first_frame
             tt = t.reshape(1).to(self.device)
             forward = self._branch_forward(cond, video, audio, tt, clean, counter)
-            if self.branch_runner is not None:  # CFG-parallel: branch groups on other ranks
-                preds = self.branch_runner(branches, forward, self.batch_branches, (video, audio))
-            else:
-                preds = run_branches(branches, forward, batched=self.batch_branches)
-            v_pred, a_pred = combine(preds, scales)
+
+            def run(subset: Sequence[Branch], forward: BranchForward = forward, like: Pred = (video, audio)):
+                if self.branch_runner is not None:  # CFG-parallel: branch groups on other ranks
+                    return self.branch_runner(subset, forward, self.batch_branches, like)
+                return run_branches(subset, forward, batched=self.batch_branches)
+
+            # exact unless the request opts into a speed-up (nava_core.speedups)
+            v_pred, a_pred = reuse.predict(branches, run, video, audio, lambda p: combine(p, scales))
             if video is not None:
                 video = sched_v.step(v_pred, t, video, return_dict=False)[0]
             audio = sched_a.step(a_pred, t, audio, return_dict=False)[0]
@@ -399,6 +407,8 @@ class NAVAPipeline(DiffusionPipeline):
         t1 = time.perf_counter()
         video, audio, forwards = self.denoise(request, cond, progress, cancel)
         timings["denoise_s"] = time.perf_counter() - t1
+        if self.last_step_reuse is not None and not self.last_step_reuse.speedup.exact:
+            timings.update(self.last_step_reuse.stats())
         if cancel is not None:
             cancel.raise_if_cancelled()
         t2 = time.perf_counter()

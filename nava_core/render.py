@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from nava_core.config import GuidanceScales, Resolution
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled, null_progress
 from nava_core.request import RenderRequest, RequestError
+from nava_core.speedups import SPEEDUP_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -217,13 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention kernel (default auto: the fastest that imports and runs on this GPU)")
     p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the transformer blocks (default: on for CUDA when a warm-up passes)")
+    p.add_argument("--speedup", choices=list(SPEEDUP_NAMES),
+                   help="opt-in speed-up that CHANGES the output (default exact; drift: nava_core/data/speedup_drift.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
-    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus"):
+    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus", "speedup"):
         v = getattr(args, name)
         if v is not None:
             o[name] = v

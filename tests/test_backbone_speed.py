@@ -16,7 +16,7 @@ from nava_core.config import NAVAConfig
 from nava_core.model import WanAVModel
 from nava_core.model.backends import AttentionBackendError, choose_attention, probe
 from nava_core.model.blocks import StreamState, TokenModulation
-from nava_core.weights.checkpoint import init_golden_weights
+from nava_core.weights.tiny import init_golden_weights
 
 
 def _model(precision: str) -> WanAVModel:
