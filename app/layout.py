@@ -13,6 +13,8 @@ import gradio as gr
 
 from nava_core.config import BUCKETS, TINY_PREVIEW_SIZES
 from nava_core.request import MAX_SEED, MAX_STEPS
+from nava_core.speedups import SPEEDUP_NAMES
+from nava_core.speedups import describe as describe_speedup
 
 from app import builder as B
 from app import engine as E
@@ -217,6 +219,11 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                                         maximum=40.96, step=0.5)
                             form["steps"] = gr.Slider(1, MAX_STEPS, value=init_values["steps"], step=1, label="Steps", elem_id="steps",
                                                       info="50 is the release setting; fewer is faster and rougher")
+                        form["speedup"] = gr.Dropdown(
+                            [(describe_speedup(n), n) for n in SPEEDUP_NAMES], value=init_values["speedup"],
+                            label="Speed-up (all but 'exact' change the output)", elem_id="speedup",
+                            info="drift = relative L2 distance of the final latents from the exact render on the "
+                                 "same seed, as measured by bench/drift.py")
                         duration_note = gr.Markdown(elem_id="duration-note")
                         lint_boxes["duration"] = gr.HTML()
                         with gr.Row():
