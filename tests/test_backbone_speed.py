@@ -162,3 +162,27 @@ def test_compiled_blocks_trace_without_graph_breaks_and_match_eager() -> None:
     assert model.blocks_compiled
     assert _max_diff(_run(model, cases), want) <= 1e-6
     torch._dynamo.reset()
+
+
+def test_bf16_group_offload_equals_resident_under_nava() -> None:
+    """bf16 storage applied before group offload (what the engine does on CUDA): the streamed groups
+    are bf16 and the result is the resident model's, bit for bit (CPU both ends here)."""
+    from diffusers.hooks import apply_group_offloading
+
+    from nava_core.speed import SpeedOptions, prepare_storage
+
+    cases = _cases()[:3]
+    want = _run(_model("nava"), cases)
+    model = _model("nava")
+    assert prepare_storage(model, SpeedOptions(bf16_storage=True), torch.device("cpu"))
+    apply_group_offloading(model, onload_device=torch.device("cpu"), offload_device=torch.device("cpu"),
+                           offload_type="block_level", num_blocks_per_group=1, block_modules=["patch_embedding_audio"])
+    assert model.double_blocks[0].self_attn.q.weight.dtype == torch.bfloat16
+    assert _max_diff(_run(model, cases, repeat=2), want) == 0.0
+
+
+def test_engine_speed_settings_on_cpu_are_recorded(tiny_pipe) -> None:
+    state = tiny_pipe.speed
+    assert state.attention == "sdpa" and not state.compiled and not state.bf16_storage
+    assert "off on CPU" in state.describe()
+    assert tiny_pipe.transformer.attention_choice.name == "sdpa"
