@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the weights live during a render (auto picks from the detected GPU; "
                         "high/balanced/low are the old names of resident/t5_offload/fp8)")
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
-    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
+    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME, else $XDG_DATA_HOME/nava-studio, else ~/.local/share/nava-studio)")
     return p
 
 

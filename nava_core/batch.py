@@ -8,6 +8,8 @@ single render starts. Each planned job carries a label ("timbre=2.0, seed=7") na
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -296,3 +298,37 @@ __all__ = [
     "MAX_JOBS",
     "GRID_KEYS",
 ]
+
+
+def check_files(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
+    """Run the file checks (voices, first-frame image) once per distinct set of files."""
+    seen: dict[tuple[Any, ...], RenderRequest] = {}
+    out = []
+    for job in jobs:
+        key = (job.request.speaker_wavs, job.request.image)
+        if key not in seen:
+            try:
+                seen[key] = check_request_dict(job.request.to_dict(), check_files=True)
+            except InputError as e:
+                raise BatchError(f"{job.source or 'batch'} ({job.label}), {e.what}", e.why, e.fix) from None
+        checked = seen[key]
+        req = job.request.replace(speaker_wavs=checked.speaker_wavs, image=checked.image)
+        out.append(dataclasses.replace(job, request=req))
+    return out
+
+
+def batch_id_for(defn: BatchDefinition) -> str:
+    """Same definition (after flags and path resolution) -> same id, so a re-run resumes it."""
+    digest = hashlib.sha256(defn.to_json().encode("utf-8")).hexdigest()[:10]
+    from nava_core.jobs import slugify
+
+    return f"{slugify(defn.name, 40)}-{digest}"
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0.0, float(s))
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"

@@ -78,7 +78,7 @@ def test_render_over_the_api_returns_stereo_mp4(studio_url):
     with av.open(path) as container:
         assert container.streams.video and container.streams.audio[0].codec_context.channels == 2
     entry = service.history.list()[0]
-    assert entry.status == "done" and json.loads(entry.request_json)["steps"] == 2
+    assert entry.state == "done" and entry.source == "api" and json.loads(entry.request_json)["steps"] == 2
 
 
 def test_cli_help_lists_launch_options():
