@@ -24,7 +24,7 @@ attention heads: `nava_core.config.valid_gpu_counts`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -55,6 +55,11 @@ class UlyssesContext:
     world_size: int
     rank: int
     group: Any = None  # torch.distributed process group (None: the default group)
+    # key masks of the current forward, built once in `shard`: local mask object id -> (local, gathered).
+    # Every rank holds the full padded masks there, so the gathered (rank-interleaved) mask of each
+    # attention is known without communication.
+    _gathered: dict = field(default_factory=dict, repr=False, compare=False)
+    joint_local_mask: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     # -- streams
 
@@ -73,6 +78,8 @@ class UlyssesContext:
         out_streams: list = [None, None]
         out_states: list = [None, None]
         lengths: list[int | None] = [None, None]
+        full_masks: list = [None, None]
+        self._gathered, self.joint_local_mask = {}, None
         for i, (x, st) in enumerate(zip(streams, states)):
             if x is None:
                 continue
@@ -95,13 +102,28 @@ class UlyssesContext:
             out_streams[i] = self._local(x)
             n_local = x.shape[1] // self.world_size
             clean = st.clean_tokens
+            local_mask = None
+            if mask is not None:
+                local_mask = self._local(mask)
+                full_masks[i] = mask
+                self._gathered[id(local_mask)] = (local_mask, mask)  # one stream: gathered order = original
             out_states[i] = StreamState(
                 rotations=self._local(rotations),
-                key_mask=self._local(mask) if mask is not None else None,
+                key_mask=local_mask,
                 time_index=self._local(time_index) if time_index is not None else None,
                 e0=st.e0,
                 clean_tokens=None if clean is None else min(max(clean - self.rank * n_local, 0), n_local),
             )
+        if all(x is not None for x in out_streams) and any(m is not None for m in full_masks):
+            fulls = [m if m is not None else torch.ones(x.shape[0], x.shape[1] * self.world_size, dtype=torch.bool,
+                                                        device=x.device)
+                     for m, x in zip(full_masks, out_streams)]
+            locals_ = [self._local(m) for m in fulls]
+            self.joint_local_mask = torch.cat(locals_, dim=1)
+            n = [x.shape[1] for x in out_streams]
+            gathered = torch.cat([m[:, r * k:(r + 1) * k] for r in range(self.world_size)
+                                  for m, k in zip(fulls, n)], dim=1)  # [v0; a0; v1; a1; ...]
+            self._gathered[id(self.joint_local_mask)] = (self.joint_local_mask, gathered)
         return out_streams, out_states, ShardInfo(lengths)
 
     def gather(self, streams: list, info: ShardInfo) -> list:
@@ -160,7 +182,10 @@ class UlyssesContext:
         y = self._all_to_all(qkv)  # [src rank, 3, B, Ll, H/N, d]
         y = y.permute(1, 2, 0, 3, 4, 5).reshape(3, b, n * length, heads // n, d)
         full_mask = None
-        if key_mask is not None:
+        known = self._gathered.get(id(key_mask)) if key_mask is not None else None
+        if known is not None and known[0] is key_mask:
+            full_mask = known[1]
+        elif key_mask is not None:  # a mask this context did not build: gather it
             masks = [torch.empty(b, length, dtype=torch.uint8, device=query.device) for _ in range(n)]
             dist.all_gather(masks, key_mask.to(torch.uint8).contiguous(), group=self.group)
             full_mask = torch.cat(masks, dim=1).bool()

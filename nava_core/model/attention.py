@@ -45,9 +45,13 @@ def attention(
     )
 
 
-def _joint_mask(masks: list[torch.Tensor | None], lengths: list[int], like: torch.Tensor) -> torch.Tensor | None:
+def _joint_mask(masks: list[torch.Tensor | None], lengths: list[int], like: torch.Tensor,
+                parallel_config: Any = None) -> torch.Tensor | None:
     if all(m is None for m in masks):
         return None
+    built = getattr(parallel_config, "joint_local_mask", None)  # Ulysses: built once per forward in `shard`
+    if built is not None and built.shape == (like.shape[0], sum(lengths)):
+        return built
     full = [
         m if m is not None else torch.ones(like.shape[0], n, dtype=torch.bool, device=like.device)
         for m, n in zip(masks, lengths)
@@ -81,7 +85,7 @@ def joint_self_attention(
         torch.cat(queries, dim=1),
         torch.cat(keys, dim=1),
         torch.cat(values, dim=1),
-        _joint_mask(key_masks, lengths, queries[0]),
+        _joint_mask(key_masks, lengths, queries[0], parallel_config),
         parallel_config,
         backend,
     )
