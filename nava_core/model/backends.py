@@ -70,6 +70,15 @@ def _capability(device: torch.device) -> tuple[int, int] | None:
     return torch.cuda.get_device_capability(device)
 
 
+def _diffusers_accepts(flag: str, what: str) -> str | None:
+    """diffusers dispatches to a kernel only when its own availability check passed at import."""
+    from diffusers.models import attention_dispatch
+
+    if not getattr(attention_dispatch, flag, False):
+        return f"{what} imports, but diffusers' dispatcher does not accept this build (version check)"
+    return None
+
+
 def probe(name: str, device: torch.device) -> str | None:
     """None when backend `name` runs on `device`; else a sentence saying why not."""
     if name == "sdpa":
@@ -86,7 +95,7 @@ def probe(name: str, device: torch.device) -> str | None:
             getattr(mod, "flash_attn_varlen_func")
         except Exception as e:  # noqa: BLE001 - any import failure means "not usable here"
             return f"flash_attn does not import here ({type(e).__name__}: {e})"
-        return None
+        return _diffusers_accepts("_CAN_USE_FLASH_ATTN", "flash_attn")
     if name == "flash3":
         if cap[0] != 9:
             return f"FlashAttention-3 runs on Hopper (compute capability 9.x); this GPU is {cap[0]}.{cap[1]}"
@@ -95,7 +104,7 @@ def probe(name: str, device: torch.device) -> str | None:
             getattr(mod, "flash_attn_func")
         except Exception as e:  # noqa: BLE001
             return f"flash_attn_interface (FlashAttention-3) does not import here ({type(e).__name__}: {e})"
-        return None
+        return _diffusers_accepts("_CAN_USE_FLASH_ATTN_3", "FlashAttention-3")
     if name == "cudnn":
         if cap < (9, 0):
             return f"cuDNN attention is chosen on Hopper or newer (this GPU is {cap[0]}.{cap[1]})"
