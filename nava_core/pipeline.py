@@ -221,6 +221,11 @@ class NAVAPipeline(DiffusionPipeline):
         self._negative_cache.clear()
         self.memory_state = None
         apply_profile(self, "resident", device=device)
+        if self.speed is not None:  # the kernel probed at load time was for the old device: probe again
+            from dataclasses import replace
+
+            choice = self.transformer.set_attention_backend("auto", device)
+            self.speed = replace(self.speed, attention=choice.name, attention_reason=choice.reason)
         return self
 
     # ---- conditioning ------------------------------------------------------------------------
