@@ -245,4 +245,8 @@ def load_parallel_pipeline(weights: str, device: torch.device, precision: str, m
     memory.apply_profile(pipe, memory_profile)
     enable_ulysses(pipe.transformer, ctx)
     pipe.branch_runner = branch_runner
+    if dist.is_initialized() and dist.get_world_size() > 1:  # tiled VAE decodes: tiles shared by all ranks
+        from nava_core.vae_split import SplitTileDecode
+
+        pipe.vae = SplitTileDecode(pipe.vae, dist.get_rank(), dist.get_world_size())
     return pipe
