@@ -64,7 +64,9 @@ class WanAVModel(nn.Module):
         self.sequence_parallel = None  # a nava_core.ulysses.UlyssesContext when run sequence-parallel
         # speed switches; each one is exact (tests/test_backbone_speed.py) unless noted
         self.text_kv_cache: TextKVCache | None = TextKVCache()  # None: recompute text k/v every forward
-        self.exact_rope = False  # True: float64 RoPE under "nava" too (the release's arithmetic)
+        # float64 RoPE tables (the release's arithmetic) by default: the default path reproduces the
+        # release; False (float32 tables under bf16) is an opt-in rounding-level change (~3% over a render)
+        self.exact_rope = True
         self.attention_choice: AttentionChoice = SDPA
         self.blocks_compiled = False
 
