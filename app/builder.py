@@ -48,7 +48,7 @@ FORM_KEYS: tuple[str, ...] = (
     "subjects",
     *(f"camera.{k}" for k in CAMERA_FIELDS),
     *(f"audio.{k}" for k in AUDIO_FIELDS),
-    "image", "bucket", "seconds", "steps", "seed", "audio_seed", "lock_seeds",
+    "image", "bucket", "seconds", "steps", "speedup", "seed", "audio_seed", "lock_seeds",
     *(f"guidance.{k}" for k in GUIDANCE_FIELDS),
     "prompt_manual", "prompt_text", "truncate_prompt",
 )
@@ -56,9 +56,9 @@ FORM_KEYS: tuple[str, ...] = (
 
 def default_settings(mode: str = "audio_video") -> dict[str, Any]:
     g = GuidanceScales.audio_only() if mode == "audio" else GuidanceScales()
-    return {"bucket": "landscape", "steps": DEFAULT_STEPS, "seed": DEFAULT_SEED, "audio_seed": DEFAULT_SEED,
-            "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False, "prompt_text": "",
-            "truncate_prompt": False}
+    return {"bucket": "landscape", "steps": DEFAULT_STEPS, "speedup": "exact", "seed": DEFAULT_SEED,
+            "audio_seed": DEFAULT_SEED, "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False,
+            "prompt_text": "", "truncate_prompt": False}
 
 
 def default_state() -> dict[str, Any]:
@@ -119,6 +119,7 @@ def state_from_form(values: dict[str, Any], beats: list[dict[str, Any]], cast: l
     settings = {
         "bucket": bucket,
         "steps": int(values.get("steps") or DEFAULT_STEPS),
+        "speedup": values.get("speedup") or "exact",
         "seed": seed,
         "audio_seed": audio_seed,
         "lock_seeds": lock,
@@ -138,8 +139,9 @@ def form_from_state(state: dict[str, Any]) -> tuple[dict[str, Any], list[dict[st
         "title": project["title"], "mode": project["mode"], "language": project["language"],
         "subjects": [[s["id"], s["description"], s["position"]] for s in project["subjects"]],
         "image": project["image"] or None, "bucket": settings["bucket"], "seconds": project["seconds"],
-        "steps": settings["steps"], "seed": settings["seed"], "audio_seed": settings["audio_seed"],
-        "lock_seeds": settings["lock_seeds"], "prompt_manual": settings["prompt_manual"],
+        "steps": settings["steps"], "speedup": settings.get("speedup") or "exact", "seed": settings["seed"],
+        "audio_seed": settings["audio_seed"], "lock_seeds": settings["lock_seeds"],
+        "prompt_manual": settings["prompt_manual"],
         "prompt_text": settings["prompt_text"], "truncate_prompt": bool(settings.get("truncate_prompt")),
     }
     for group, names in (("scene", SCENE_FIELDS), ("camera", CAMERA_FIELDS), ("audio", AUDIO_FIELDS)):
@@ -307,6 +309,7 @@ def request_from_state(state: dict[str, Any]) -> RenderRequest:
         height=bucket.height,
         seconds=effective_seconds(state),
         steps=int(settings["steps"]),
+        speedup=settings.get("speedup") or "exact",
         guidance=GuidanceScales(**{k: float(v) for k, v in settings["guidance"].items()}),
         seed=seed,
         audio_seed=audio_seed if audio_seed != seed else None,
@@ -333,7 +336,8 @@ def state_from_request(request: RenderRequest) -> dict[str, Any]:
     compiled_text = pb.compile_project(pb.Project.from_dict(project)).text
     manual = compiled_text.strip() != request.prompt.strip()
     settings = {
-        "bucket": bucket, "steps": request.steps, "seed": request.seed, "audio_seed": request.effective_audio_seed,
+        "bucket": bucket, "steps": request.steps, "speedup": request.speedup, "seed": request.seed,
+        "audio_seed": request.effective_audio_seed,
         "lock_seeds": request.audio_seed is None, "guidance": asdict(request.guidance),
         "prompt_manual": manual, "prompt_text": request.prompt if manual else "", "truncate_prompt": request.truncate_prompt,
     }

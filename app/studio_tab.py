@@ -15,6 +15,8 @@ import gradio as gr
 
 from nava_core.config import BUCKETS
 from nava_core.request import MAX_SEED, MAX_STEPS
+from nava_core.speedups import SPEEDUP_NAMES
+from nava_core.speedups import describe as describe_speedup
 
 from app import builder as B
 from app import handlers as H
@@ -144,6 +146,11 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                             maximum=40.96, step=0.5)
                 form["steps"] = gr.Slider(1, MAX_STEPS, value=init_values["steps"], step=1, label="Steps", elem_id="steps",
                                           info="50 is the release setting; fewer is faster and rougher")
+            form["speedup"] = gr.Dropdown(
+                [(describe_speedup(n), n) for n in SPEEDUP_NAMES], value=init_values["speedup"],
+                label="Speed-up (all but 'exact' change the output)", elem_id="speedup",
+                info="drift = relative L2 distance of the final latents from the exact render on the same seed, "
+                     "as measured by bench/drift.py")
             duration_note = gr.Markdown(elem_id="duration-note")
             lint_boxes["duration"] = gr.HTML()
             with gr.Row():

@@ -20,6 +20,7 @@ from nava_core.config import GuidanceScales, Resolution, valid_gpu_counts
 from nava_core.profiles import ALIASES, CHOICES
 from nava_core.progress import ProgressCallback, ProgressEvent
 from nava_core.request import RenderRequest, RequestError
+from nava_core.speedups import SPEEDUP_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refuse-long-prompts", action="store_true",
                    help="refuse prompts over 512 umT5 tokens (default: truncate as the release does, with a warning)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--attention", default="auto", choices=["auto", "sdpa", "cudnn", "flash3", "flash"],
+                   help="attention kernel (default auto: the fastest that imports and runs on this GPU)")
+    p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the transformer blocks (default: on for CUDA when a warm-up passes)")
+    p.add_argument("--cfg-parallel", type=int, default=1,
+                   help="with --gpus N: guidance-branch groups across the GPUs (divides N; Ulysses inside a group)")
+    p.add_argument("--speedup", choices=list(SPEEDUP_NAMES),
+                   help="opt-in speed-up that CHANGES the output (default exact; drift: nava_core/data/speedup_drift.json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from nava_core.cluster.cli import add_cluster_args  # torch- and Ray-free
 
@@ -137,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
-    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus"):
+    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus", "speedup"):
         v = getattr(args, name)
         if v is not None:
             o[name] = v
@@ -280,7 +289,8 @@ def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
     from nava_core.workers import load_engine
 
     return load_engine(args.weights, device=args.device, precision=args.precision, memory_profile=args.memory_profile,
-                       gpus=args.gpus, progress=progress)
+                       gpus=args.gpus, progress=progress, attention=args.attention, compile=args.compile,
+                       cfg_parallel=args.cfg_parallel)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -80,7 +80,11 @@ class Float8Linear(nn.Module):
             out.bias = nn.Parameter(linear.bias.detach(), requires_grad=False)
         return out
 
+    fp8_compute: bool = False  # set by `set_fp8_compute` (profile fp8_compute): fp8 x fp8 matmul
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8_compute:
+            return fp8_linear(x, self.weight, self.weight_scale, self.bias)
         w = dequantize_weight(self.weight, self.weight_scale, self.compute_dtype)
         b = self.bias
         if not torch.is_autocast_enabled(x.device.type):
@@ -91,6 +95,58 @@ class Float8Linear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, storage=float8_e4m3fn, " \
                f"compute={self.compute_dtype}"
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations [M, K] -> (e4m3 [M, K], float32 per-row scale [M, 1]), rows scaled to +-448."""
+    xf = x.float()
+    scale = (xf.abs().amax(dim=1, keepdim=True) / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+    return (xf / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE), scale
+
+
+def scaled_mm_available(device: torch.device) -> bool:
+    """Whether `torch._scaled_mm` with row-wise scales runs here (CUDA: compute capability >= 8.9)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 9)
+    try:
+        a = torch.zeros(16, 16, dtype=FP8_DTYPE, device=device)
+        torch._scaled_mm(a, a.t(), scale_a=torch.ones(16, 1, device=device), scale_b=torch.ones(1, 16, device=device),
+                         out_dtype=torch.bfloat16)
+        return True
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
+
+
+def fp8_linear(x: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor,
+               bias: torch.Tensor | None) -> torch.Tensor:
+    """y = x W^T + b with x quantised per token and W per output row to e4m3, accumulated by
+    `torch._scaled_mm` (fp8 tensor cores on Hopper/Ada; the CPU kernel elsewhere), output in bf16 and
+    returned in the policy's dtype (bf16 under autocast, x's dtype otherwise). Where `_scaled_mm`
+    cannot run, the same quantised values are multiplied in float32 (same rounding of the inputs)."""
+    shape = x.shape
+    xq, xs = quantize_rows(x.reshape(-1, shape[-1]))
+    ws = weight_scale.float().reshape(1, -1)
+    out_dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    try:
+        y = torch._scaled_mm(xq, weight.t(), scale_a=xs, scale_b=ws, out_dtype=torch.bfloat16,
+                             bias=None if bias is None else bias.to(torch.bfloat16))
+    except (RuntimeError, NotImplementedError):
+        y = (xq.float() * xs) @ (weight.float() * ws.t()).t()
+        if bias is not None:
+            y = y + bias.float()
+    return y.to(out_dtype).reshape(*shape[:-1], -1)
+
+
+def set_fp8_compute(model: nn.Module, on: bool = True) -> int:
+    """Switch every `Float8Linear` of `model` to fp8 matmuls (or back to dequantise-and-multiply)."""
+    layers = [m for m in model.modules() if isinstance(m, Float8Linear)]
+    for m in layers:
+        m.fp8_compute = on
+    if layers and on:
+        dev = layers[0].weight.device
+        logger.info("fp8 compute: %d layers, %s", len(layers),
+                    "torch._scaled_mm" if scaled_mm_available(dev) else "emulated (no _scaled_mm here)")
+    return len(layers)
 
 
 def _block_linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:

@@ -111,6 +111,10 @@ def apply_profile(pipe: Any, name: str = "auto", device: str | torch.device | No
 
         if not is_fp8(pipe.transformer):
             quantize_blocks(pipe.transformer, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if profile.fp8_compute:
+        from nava_core.fp8 import set_fp8_compute
+
+        set_fp8_compute(pipe.transformer, True)
     if profile.offload_text_encoder and not isinstance(pipe.text_encoder, OffloadedTextEncoder):
         pipe.text_encoder = OffloadedTextEncoder(pipe.text_encoder, device)
     if profile.group_offload_backbone:

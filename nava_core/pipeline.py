@@ -26,10 +26,12 @@ import torch
 from diffusers import DiffusionPipeline
 
 from nava_core.config import NAVAConfig
-from nava_core.guidance import BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
+from nava_core.guidance import Branch, BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, StepTimer, null_progress
 from nava_core.request import RenderRequest, RequestError, count_spans, voices_for_spans
 from nava_core.scheduler import make_scheduler
+from nava_core.speedups import get_speedup
+from nava_core.step_cache import StepReuse
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +118,9 @@ class NAVAPipeline(DiffusionPipeline):
         self.is_tiny = False
         self._speaker_cache: dict[tuple[str, float, int], torch.Tensor] = {}
         self._negative_cache: dict[str, torch.Tensor] = {}
+        self.speed: Any = None  # nava_core.speed.SpeedState once loaded by from_pretrained
+        self.branch_runner: Any = None  # nava_core.cfg_parallel.CfgParallel on a CFG-parallel rank
+        self.last_step_reuse: Any = None  # the last render's nava_core.step_cache.StepReuse (its savings)
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -127,14 +132,18 @@ class NAVAPipeline(DiffusionPipeline):
         precision: Literal["nava", "fp32"] = "nava",
         progress: ProgressCallback | None = None,
         memory_profile: str = "auto",
+        attention: str = "auto",
+        compile: bool | None = None,
         **_: Any,
     ) -> "NAVAPipeline":
         """Load a weight-set folder (release or diffusers layout), or `"tiny"` (built on first use).
 
         `memory_profile` ("auto", "resident", "t5_offload", "fp8", "group_offload") decides where the
-        weights live (nava_core.memory); it changes memory use and speed, never the result.
+        weights live (nava_core.memory); it changes memory use and speed, never the result. So do
+        `attention` ("auto", "sdpa", "cudnn", "flash3", "flash") and `compile` (None: on for CUDA when
+        a warm-up passes), see nava_core.speed; what was chosen is in `pipe.speed`.
         """
-        from nava_core import memory
+        from nava_core import memory, speed
 
         from nava_core.components.audio_vae import AudioVAE
         from nava_core.components.speaker_encoder import SpeakerEncoder
@@ -156,6 +165,8 @@ class NAVAPipeline(DiffusionPipeline):
         profile = memory.profile_for_device(memory_profile, device)
         transformer = memory.load_backbone_for_profile(report.path("backbone"), config, device, profile)
         transformer.eval().requires_grad_(False)
+        speed_options = speed.SpeedOptions(attention=attention, compile=compile)
+        speed.prepare_storage(transformer, speed_options, device)  # before offload hooks: bf16 groups stream
         progress(ProgressEvent("loading", 1, 5, message="text encoder"))
         text_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         if report.layout == "release":
@@ -177,6 +188,7 @@ class NAVAPipeline(DiffusionPipeline):
         pipe.weights_path = report.root
         pipe.is_tiny = report.is_tiny
         memory.apply_profile(pipe, profile, device=device)
+        pipe.speed = speed.apply_speed(transformer, speed_options, device)
         progress(ProgressEvent("loading", 5, 5, message="ready"))
         return pipe
 
@@ -209,6 +221,11 @@ class NAVAPipeline(DiffusionPipeline):
         self._negative_cache.clear()
         self.memory_state = None
         apply_profile(self, "resident", device=device)
+        if self.speed is not None:  # the kernel probed at load time was for the old device: probe again
+            from dataclasses import replace
+
+            choice = self.transformer.set_attention_backend("auto", device)
+            self.speed = replace(self.speed, attention=choice.name, attention_reason=choice.reason)
         return self
 
     # ---- conditioning ------------------------------------------------------------------------
@@ -341,6 +358,8 @@ class NAVAPipeline(DiffusionPipeline):
         timer = StepTimer(len(timesteps))
         counter = [0]
         clean = cond.first_frame is not None
+        reuse = StepReuse(get_speedup(getattr(request, "speedup", "exact")), len(timesteps))
+        self.last_step_reuse = reuse
         progress(ProgressEvent("denoising", 0, len(timesteps)))
         for i, t in enumerate(timesteps):
             if cancel is not None:
@@ -349,7 +368,14 @@ class NAVAPipeline(DiffusionPipeline):
                 video[:, :1] = cond.first_frame
             tt = t.reshape(1).to(self.device)
             forward = self._branch_forward(cond, video, audio, tt, clean, counter)
-            v_pred, a_pred = combine(run_branches(branches, forward, batched=self.batch_branches), scales)
+
+            def run(subset: Sequence[Branch], forward: BranchForward = forward, like: Pred = (video, audio)):
+                if self.branch_runner is not None:  # CFG-parallel: branch groups on other ranks
+                    return self.branch_runner(subset, forward, self.batch_branches, like)
+                return run_branches(subset, forward, batched=self.batch_branches)
+
+            # exact unless the request opts into a speed-up (nava_core.speedups)
+            v_pred, a_pred = reuse.predict(branches, run, video, audio, lambda p: combine(p, scales))
             if video is not None:
                 video = sched_v.step(v_pred, t, video, return_dict=False)[0]
             audio = sched_a.step(a_pred, t, audio, return_dict=False)[0]
@@ -396,6 +422,8 @@ class NAVAPipeline(DiffusionPipeline):
         t1 = time.perf_counter()
         video, audio, forwards = self.denoise(request, cond, progress, cancel)
         timings["denoise_s"] = time.perf_counter() - t1
+        if self.last_step_reuse is not None and not self.last_step_reuse.speedup.exact:
+            timings.update(self.last_step_reuse.stats())
         if cancel is not None:
             cancel.raise_if_cancelled()
         t2 = time.perf_counter()

@@ -9,6 +9,9 @@ Each profile is one coherent choice the studio can show, pick from the detected 
                   tiling (~18 GB).
 - `group_offload` backbone blocks streamed from CPU memory one group at a time (diffusers group
                   offloading, CUDA streams when present); T5 offload; VAE tiling (small cards).
+- `fp8_compute`   `fp8` plus fp8 matmuls (activations quantised per token, weights per output row):
+                  faster on GPUs with fp8 tensor cores, changes the output slightly, so never chosen by
+                  'auto' (nava_core.fp8, drift in tests/test_speedups.py).
 
 The table lives here, apart from `nava_core.memory` (which applies a profile to a loaded pipeline and
 imports torch), so request validation, the CLI and the studio refuse an unknown name, with the list
@@ -46,6 +49,7 @@ class MemoryProfile:
     vae_tiling: bool = False
     reference_peak_bytes: float | None = None
     reference_s_per_step: float | None = None
+    fp8_compute: bool = False  # fp8 tensor-core matmuls (changes the output: opt-in, never chosen by 'auto')
 
 
 MEMORY_PROFILES: Mapping[str, MemoryProfile] = MappingProxyType({
@@ -63,6 +67,12 @@ MEMORY_PROFILES: Mapping[str, MemoryProfile] = MappingProxyType({
         "group_offload", "backbone blocks streamed from CPU memory + text-encoder offload + tiled VAE "
         "(small cards; ~3.5x slower)", 0, offload_text_encoder=True, group_offload_backbone=True,
         vae_tiling=True, reference_s_per_step=3.5),
+    "fp8_compute": MemoryProfile(
+        "fp8_compute", "fp8 storage AND fp8 matmuls (row-wise scaled; tensor cores on Hopper/Ada) + text-encoder "
+        "offload + tiled VAE (~18 GB; changes the output slightly, drift measured: opt-in)", int(20 * GB),
+        fp8_backbone=True, offload_text_encoder=True, vae_tiling=True, reference_peak_bytes=18 * GB,
+        reference_s_per_step=1.1,  # not published by the release: assumed = fp8 until bench/gpu.py measures it
+        fp8_compute=True),
 })
 PROFILE_NAMES: tuple[str, ...] = tuple(MEMORY_PROFILES)
 # Aliases the studio's first UI used ("high/balanced/low").
@@ -94,7 +104,7 @@ def choose_profile(gpu_bytes: int | None) -> str:
     if gpu_bytes is None:
         return "resident"
     for profile in MEMORY_PROFILES.values():  # ordered fastest first
-        if gpu_bytes >= profile.min_gpu_bytes:
+        if gpu_bytes >= profile.min_gpu_bytes and not profile.fp8_compute:  # output-changing: opt-in only
             return profile.name
     return "group_offload"
 

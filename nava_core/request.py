@@ -68,6 +68,7 @@ class RenderRequest:
     truncate_prompt: bool = False  # over 512 tokens: False refuses the render, True cuts as the release
     memory_profile: str = "auto"
     gpus: int = 1
+    speedup: str = "exact"  # opt-in output-changing speed-up (nava_core.speedups); "exact" changes nothing
     project: dict[str, Any] | None = None  # the structured prompt_builder project it was compiled from
     title: str = ""
     version: int = REQUEST_VERSION
@@ -128,6 +129,10 @@ class RenderRequest:
             canonical_profile(self.memory_profile)
         except ValueError as e:
             raise RequestError(str(e)) from None
+        from nava_core.speedups import SPEEDUP_NAMES
+
+        if self.speedup not in SPEEDUP_NAMES:
+            raise RequestError(f"speedup must be one of {', '.join(SPEEDUP_NAMES)}; got {self.speedup!r}")
         for i, w in enumerate(self.speaker_wavs):
             if w is not None and not isinstance(w, str):
                 raise RequestError(f"speaker_wavs[{i}] must be a file path or empty; got {type(w).__name__}")

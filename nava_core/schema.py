@@ -80,6 +80,7 @@ class RequestModel(BaseModel):
     project: dict[str, Any] | None = None
     title: str = Field("", max_length=MAX_TITLE_CHARS)
     truncate_prompt: bool = False
+    speedup: str = Field("exact", max_length=40)  # the name is checked by nava_core.speedups (one list)
     version: int = REQUEST_VERSION
 
 
@@ -109,6 +110,7 @@ _ACCEPTS: dict[str, str] = {
     "gpus": "must divide the 24 attention heads (1, 2, 3, 4, 6, 8, 12, 24)",
     "project": "must be a builder project (a JSON object) or null",
     "title": f"text of at most {MAX_TITLE_CHARS} characters",
+    "speedup": "the name of an opt-in speed-up (nava_core.speedups), or \"exact\"",
     "truncate_prompt": "true or false (over 512 tokens: true cuts the prompt as the release does, false refuses)",
 }
 

@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from nava_core.render import render_to_files
     from nava_core.request import RenderRequest
-    from nava_core.ulysses import SyncedCancel, UlyssesContext, load_parallel_pipeline
+    from nava_core.ulysses import SyncedCancel, load_parallel_pipeline
 
     p = argparse.ArgumentParser(prog="python -m nava_core.torchrun", description=__doc__.split("\n")[0])
     p.add_argument("requests", nargs="+", help="render request JSON files")
@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--precision", default="nava", choices=["nava", "fp32"])
     p.add_argument("--memory-profile", default="auto")
     p.add_argument("--timeout", type=float, default=600.0, help="collective timeout in seconds")
+    p.add_argument("--cfg-parallel", type=int, default=1,
+                   help="guidance-branch groups across ranks (divides the rank count; Ulysses inside a group)")
+    p.add_argument("--attention", default="auto", help="attention kernel (auto, sdpa, cudnn, flash3, flash)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cuda = torch.cuda.is_available()
@@ -42,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=args.timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
-    pipe = load_parallel_pipeline(args.weights, device, args.precision, args.memory_profile,
-                                  UlyssesContext(world, rank))
+    from nava_core.cfg_parallel import setup_groups
+
+    ctx, runner = setup_groups(world, rank, args.cfg_parallel)
+    pipe = load_parallel_pipeline(args.weights, device, args.precision, args.memory_profile, ctx,
+                                  args.attention, None, runner)
     for path in args.requests:
         box = [Path(path).read_text(encoding="utf-8") if rank == 0 else None]
         dist.broadcast_object_list(box, src=0)

@@ -8,9 +8,12 @@ each self-attention an all-to-all trades the sequence split for a head split.
   a rank may hold video, audio or both, and the gathered key mask is always a prefix (flash-attn's
   varlen path keeps `key[:mask.sum()]`; padding each stream separately put padded keys inside the
   sequence at degrees 3, 6, 12, 24 at 720p). Each joint self-attention is one scatter-heads /
-  gather-sequence all-to-all -> attention (the no-align pass: video->video and audio->audio over the
-  two contiguous ranges) -> reverse all-to-all; the key mask comes from the layout, built once per
-  render without communication. Cross-attention to the (replicated) text runs locally. The streams
+  gather-sequence all-to-all of q, k and v together -> attention (the no-align pass: video->video and
+  audio->audio over the two contiguous ranges) -> reverse all-to-all; the key mask comes from the
+  layout, built once per render without communication, and is passed only where some key really is
+  padding (known from the structure, no host sync per attention). Per-token side inputs are sliced
+  with the tokens: RoPE rows (end padding gets identity rotations), time rows and the count of
+  clean frame-0 tokens in each rank's slice. Cross-attention to the (replicated) text runs locally. The streams
   are all-gathered before the output heads, so every rank ends with the same full sequence and the
   sampler state stays identical on all ranks without further communication.
   Diffusers' context parallelism (`_cp_plan` + `ContextParallelConfig`) was the first choice, but its
@@ -94,6 +97,30 @@ class JointLayout:
         return torch.cat(parts, dim=1)
 
 
+@dataclass(frozen=True, eq=False)
+class _JointMasks:
+    """The gathered key masks of one layout: `full` always, and what each attention is given, None
+    where no key is padding (decided from the structure: a stream with batch padding, or end padding,
+    never by asking the device whether a mask is all True)."""
+
+    layout: JointLayout
+    full: torch.Tensor  # [B, N*chunk] bool
+    joint: torch.Tensor | None  # the normal pass
+    video: torch.Tensor | None  # no-align pass, video keys [:video]
+    audio: torch.Tensor | None  # no-align pass, audio keys and the end padding [video:]
+
+    @classmethod
+    def build(cls, layout: JointLayout, masks: list, batch: int, device: torch.device) -> "_JointMasks":
+        full = layout.key_mask(masks[VIDEO], masks[AUDIO], batch, device)
+        cut = layout.video
+        video_padded = masks[VIDEO] is not None or (layout.pad > 0 and not layout.audio)
+        audio_padded = masks[AUDIO] is not None or (layout.pad > 0 and layout.audio > 0)
+        return cls(layout, full,
+                   joint=full if (video_padded or audio_padded) else None,
+                   video=full[:, :cut] if masks[VIDEO] is not None else None,
+                   audio=full[:, cut:] if audio_padded else None)
+
+
 @dataclass
 class ShardInfo:
     """The layout of the forward being run, to gather and split the streams after the blocks."""
@@ -110,15 +137,18 @@ class UlyssesContext:
     rank: int
     group: Any = None  # torch.distributed process group (None: the default group)
     # The joint key mask, built from the layout (no communication) once per distinct layout and
-    # kept: a render repeats the same layout at every step, so it is built once per render.
-    _masks: dict = field(default_factory=dict, repr=False)
-    _current: tuple | None = field(default=None, repr=False)
+    # kept: a render repeats the same layout at every step, so it is built once per render. Whether a
+    # mask is passed at all follows from the structure (a stream with batch padding, or end padding),
+    # so no attention asks the device whether the mask is all True.
+    _masks: dict = field(default_factory=dict, repr=False, compare=False)
+    _current: _JointMasks | None = field(default=None, repr=False, compare=False)
 
     # -- streams
 
     def shard(self, streams: list, states: list) -> tuple[list, list, ShardInfo]:
         """Keep this rank's chunk of the end-padded joint sequence, split back into its two streams."""
         from nava_core.model.blocks import StreamState
+        from nava_core.model.rope import pad_identity
 
         present = [x is not None for x in streams]
         lengths = [x.shape[1] if x is not None else 0 for x in streams]
@@ -126,12 +156,12 @@ class UlyssesContext:
         device = next(x.device for x in streams if x is not None)
         layout = JointLayout(lengths[VIDEO], lengths[AUDIO], self.world_size)
         masks = [st.key_mask if st is not None else None for st in states]
+        # batch padding sums are read once per forward (not per attention) and only when a stream has it
         key = (layout, batch, str(device), *(None if m is None else tuple(m.sum(1).tolist()) for m in masks))
         if key not in self._masks:
             self._masks.clear()  # one layout per render: keep only the current one
-            full = layout.key_mask(masks[VIDEO], masks[AUDIO], batch, device)
-            self._masks[key] = (full, None if bool(full.all()) else full)
-        self._current = self._masks[key] + (layout,)
+            self._masks[key] = _JointMasks.build(layout, masks, batch, device)
+        self._current = self._masks[key]
         slices = layout.local_slices(self.rank)
         out_streams: list = [None, None]
         out_states: list = [None, None]
@@ -144,16 +174,19 @@ class UlyssesContext:
                 pad = layout.pad
                 x = torch.cat([x, x.new_zeros(batch, pad, x.shape[2])], dim=1)
                 mask = torch.cat([mask, mask.new_zeros(batch, pad)], dim=1)
-                rotations = torch.cat([rotations, rotations.new_ones(batch, pad, *rotations.shape[2:])], dim=1)
+                rotations = pad_identity(rotations, pad)
                 if time_index is not None:
                     time_index = torch.cat([time_index, time_index.new_zeros(batch, pad)], dim=1)
             sl = slices[i]
+            n_local = sl.stop - sl.start
+            clean = st.clean_tokens  # frame-0 tokens of the stream: the part of them in this rank's slice
             out_streams[i] = x[:, sl].contiguous()
             out_states[i] = StreamState(
                 rotations=rotations[:, sl].contiguous(),
                 key_mask=mask[:, sl].contiguous(),
                 time_index=time_index[:, sl].contiguous() if time_index is not None else None,
                 e0=st.e0,
+                clean_tokens=None if clean is None else min(max(clean - sl.start, 0), n_local),
             )
         return out_streams, out_states, ShardInfo(layout, present)
 
@@ -194,13 +227,17 @@ class UlyssesContext:
         dist.all_to_all_single(out, wire, group=self.group)
         return out.to(x.dtype)
 
-    def _to_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, Ll, H, d] local tokens, all heads -> [B, N*Ll, H/N, d] all tokens (rank order), H/N heads."""
+    def _qkv_to_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """[B, Ll, H, d] local q/k/v, all heads -> [3, B, N*Ll, H/N, d] all tokens (rank order), H/N heads.
+
+        q, k and v travel in ONE all-to-all (cast to v's dtype first, as the attention does anyway).
+        """
         n = self.world_size
-        b, length, heads, d = x.shape
-        x = x.reshape(b, length, n, heads // n, d).permute(2, 0, 1, 3, 4)
-        y = self._all_to_all(x)  # [src rank, B, Ll, H/N, d]
-        return y.permute(1, 0, 2, 3, 4).reshape(b, n * length, heads // n, d)
+        b, length, heads, d = q.shape
+        qkv = torch.stack([q.to(v.dtype), k.to(v.dtype), v])  # [3, B, Ll, H, d]
+        qkv = qkv.reshape(3, b, length, n, heads // n, d).permute(3, 0, 1, 2, 4, 5)  # [N, 3, B, Ll, H/N, d]
+        y = self._all_to_all(qkv)  # [src rank, 3, B, Ll, H/N, d]
+        return y.permute(1, 2, 0, 3, 4, 5).reshape(3, b, n * length, heads // n, d)
 
     def _to_tokens(self, out: torch.Tensor, length: int, heads: int) -> torch.Tensor:
         """The reverse all-to-all: [B, N*Ll, H/N, d] -> [B, Ll, H, d]."""
@@ -213,50 +250,46 @@ class UlyssesContext:
     # -- attention
 
     def joint_attention(self, queries: list[torch.Tensor], keys: list[torch.Tensor], values: list[torch.Tensor],
-                        block_diagonal: bool) -> list[torch.Tensor]:
+                        block_diagonal: bool, backend: Any = None) -> list[torch.Tensor]:
         """The joint self-attention of this rank's streams (video first), Ulysses-style.
 
-        One all-to-all of the concatenated local q/k/v gives every rank the whole joint sequence in
-        order (padding last) for H/N heads; it attends with the prefix key mask of `shard` (or, for the
-        no-align pass, video->video and audio->audio over the two contiguous stream ranges), then the
-        reverse all-to-all. Exact: the same keys and masks as one process.
+        One all-to-all of the concatenated local q/k/v (fused) gives every rank the whole joint
+        sequence in order (padding last) for H/N heads; it attends with the prefix key mask of `shard`
+        (only where some key is padding; or, for the no-align pass, video->video and audio->audio over
+        the two contiguous stream ranges), then the reverse all-to-all. Exact: the same keys and masks
+        as one process.
         """
         from nava_core.model.attention import attention as plain_attention
 
         if self._current is None:
             raise RuntimeError("joint_attention called before shard()")
-        _full, mask, layout = self._current
+        masks = self._current
+        layout = masks.layout
         lengths = [q.shape[1] for q in queries]
         local = sum(lengths)
         heads = queries[0].shape[2]
         if heads % self.world_size:
             raise ValueError(f"{heads} attention heads cannot be split over {self.world_size} ranks")
-        q = self._to_heads(torch.cat(queries, dim=1))
-        k = self._to_heads(torch.cat(keys, dim=1))
-        v = self._to_heads(torch.cat(values, dim=1))
+        q, k, v = self._qkv_to_heads(torch.cat(queries, dim=1), torch.cat(keys, dim=1), torch.cat(values, dim=1))
         if block_diagonal and layout.video and layout.audio:
             cut = layout.video
             out = torch.cat([
-                plain_attention(q[:, :cut], k[:, :cut], v[:, :cut], _prefix_or_none(_full[:, :cut])),
-                plain_attention(q[:, cut:], k[:, cut:], v[:, cut:], _prefix_or_none(_full[:, cut:])),
+                plain_attention(q[:, :cut], k[:, :cut], v[:, :cut], masks.video, backend=backend),
+                plain_attention(q[:, cut:], k[:, cut:], v[:, cut:], masks.audio, backend=backend),
             ], dim=1)
         else:
-            out = plain_attention(q, k, v, mask)
+            out = plain_attention(q, k, v, masks.joint, backend=backend)
         return list(self._to_tokens(out, local, heads).split(lengths, dim=1))
 
     def attention(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  key_mask: torch.Tensor | None) -> torch.Tensor:
+                  key_mask: torch.Tensor | None, backend: Any = None) -> torch.Tensor:
         """Attention of local queries to keys every rank holds in full (the text cross-attention):
         nothing to exchange, the local computation is exact."""
         from nava_core.model.attention import attention as plain_attention
 
         if key.shape[1] != value.shape[1]:
             raise ValueError("keys and values differ in length")
-        return plain_attention(query, key, value, key_mask)
-
-
-def _prefix_or_none(mask: torch.Tensor) -> torch.Tensor | None:
-    return None if bool(mask.all()) else mask
+        return plain_attention(query, key, value, key_mask, backend=backend)
 
 
 def enable_ulysses(model: torch.nn.Module, ctx: UlyssesContext | None) -> None:
@@ -296,12 +329,20 @@ class SyncedCancel(CancelToken):
 
 
 def load_parallel_pipeline(weights: str, device: torch.device, precision: str, memory_profile: str,
-                           ctx: UlyssesContext) -> Any:
-    """One rank's pipeline: weights loaded once, profile applied, backbone made sequence-parallel."""
+                           ctx: UlyssesContext | None, attention: str = "auto", compile: bool | None = None,
+                           branch_runner: Any = None) -> Any:
+    """One rank's pipeline: weights loaded once, profile applied, backbone made sequence-parallel
+    (`ctx`, None: no Ulysses) and, with a `branch_runner` (nava_core.cfg_parallel), CFG-parallel."""
     from nava_core import memory
     from nava_core.pipeline import NAVAPipeline
 
-    pipe = NAVAPipeline.from_pretrained(weights, device=device, precision=precision)
+    pipe = NAVAPipeline.from_pretrained(weights, device=device, precision=precision, attention=attention,
+                                        compile=compile)
     memory.apply_profile(pipe, memory_profile)
     enable_ulysses(pipe.transformer, ctx)
+    pipe.branch_runner = branch_runner
+    if dist.is_initialized() and dist.get_world_size() > 1:  # tiled VAE decodes: tiles shared by all ranks
+        from nava_core.vae_split import SplitTileDecode
+
+        pipe.vae = SplitTileDecode(pipe.vae, dist.get_rank(), dist.get_world_size())
     return pipe

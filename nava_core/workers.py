@@ -29,7 +29,7 @@ import torch.distributed as dist
 from nava_core.config import valid_gpu_counts
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled, null_progress
 from nava_core.request import RenderRequest
-from nava_core.ulysses import SyncedCancel, UlyssesContext, load_parallel_pipeline
+from nava_core.ulysses import SyncedCancel, load_parallel_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class GroupConfig:
     start_timeout_s: float = 600.0
     stall_timeout_s: float = 900.0
     threads_per_worker: int = 1
+    attention: str = "auto"  # nava_core.speed: kernel choice, probed on each rank's device
+    compile: bool | None = None
+    cfg_parallel: int = 1  # guidance-branch groups across ranks (nava_core.cfg_parallel); world / it = Ulysses
 
 
 def _free_port() -> int:
@@ -106,8 +109,11 @@ def _worker_main(rank: int, cfg: GroupConfig, port: int, jobs: Any, results: Any
         dist.init_process_group(
             "nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
             world_size=cfg.world_size, timeout=timedelta(seconds=cfg.collective_timeout_s))
-        ctx = UlyssesContext(cfg.world_size, rank)
-        pipe = load_parallel_pipeline(cfg.weights, device, cfg.precision, cfg.memory_profile, ctx)
+        from nava_core.cfg_parallel import setup_groups
+
+        ctx, runner = setup_groups(cfg.world_size, rank, cfg.cfg_parallel)
+        pipe = load_parallel_pipeline(cfg.weights, device, cfg.precision, cfg.memory_profile, ctx,
+                                      cfg.attention, cfg.compile, runner)
     except Exception:  # noqa: BLE001 - reported to the parent, which fails the start
         results.put(("start_error", rank, traceback.format_exc()))
         return
@@ -359,20 +365,22 @@ class WorkerGroup:
 
 
 def load_engine(weights: Any, device: str | None = None, precision: str | None = None, memory_profile: str | None = None,
-                gpus: int | None = None, progress: Any = None) -> Any:
+                gpus: int | None = None, progress: Any = None, attention: str = "auto", compile: bool | None = None,
+                cfg_parallel: int = 1) -> Any:
     """The one engine loader: an in-process pipeline, or a Ulysses worker group when `gpus` > 1.
 
     `nava-render` and the render farm's actors (`nava_core.cluster.actor`) load through it, so a
-    render on one machine and on a cluster node use the same engine.
+    render on one machine and on a cluster node use the same engine (and the same speed settings).
     """
     profile = memory_profile or "auto"
     if gpus and gpus > 1:
         group = WorkerGroup(GroupConfig(weights=weights, world_size=gpus, device=device or "auto",
-                                        precision=precision or "nava", memory_profile=profile))
+                                        precision=precision or "nava", memory_profile=profile,
+                                        attention=attention, compile=compile, cfg_parallel=cfg_parallel))
         group.start(wait=True)
         return group
     from nava_core.pipeline import NAVAPipeline
 
     return NAVAPipeline.from_pretrained(weights, device=device, progress=progress, precision=precision or "nava",
-                                        memory_profile=profile)
+                                        memory_profile=profile, attention=attention, compile=compile)
 

@@ -13,6 +13,7 @@ import torch
 
 from nava_core.config import BUCKETS, NAVAConfig, token_counts
 from nava_core.model.blocks import StreamState
+from nava_core.model.rope import identity_rotations
 from nava_core.ulysses import JointLayout, UlyssesContext, enable_ulysses
 from nava_core.workers import _free_port
 
@@ -20,8 +21,8 @@ VIDEO_720P, AUDIO_6S = 32_560, 152  # the release's 704x1280, 37 latent frames (
 
 
 def _state(length: int, mask: torch.Tensor | None = None) -> StreamState:
-    return StreamState(rotations=torch.ones(1, length, 1, 2, dtype=torch.complex128), key_mask=mask,
-                       time_index=None, e0=torch.zeros(1, 1, 6, 4))
+    return StreamState(rotations=identity_rotations(1, length, 1, torch.float64, torch.device("cpu")),
+                       key_mask=mask, time_index=None, e0=torch.zeros(1, 1, 6, 4))
 
 
 def _gathered_mask(video: int, audio: int, world: int) -> torch.Tensor:
@@ -74,10 +75,46 @@ def test_joint_mask_is_built_once_per_render():
     ctx = UlyssesContext(3, 1)
     streams, states = [torch.zeros(1, 45, 4), torch.zeros(1, 13, 4)], [_state(45), _state(13)]
     ctx.shard(streams, states)
-    first = ctx._current[0]
+    first = ctx._current.full
     for _ in range(3):  # later steps and blocks of the same render reuse it
         ctx.shard(streams, states)
-        assert ctx._current[0] is first
+        assert ctx._current.full is first
+
+
+def test_mask_is_passed_only_where_some_key_is_padding():
+    """No padding anywhere (720p over 3 ranks): attention gets no mask; end padding or a batch-padded
+    stream: it gets the full prefix mask, and the no-align pass masks only the stream that has padding."""
+    streams = [torch.zeros(1, VIDEO_720P, 4), torch.zeros(1, AUDIO_6S, 4)]
+    states = [_state(VIDEO_720P), _state(AUDIO_6S)]
+    ctx = UlyssesContext(3, 0)
+    ctx.shard(streams, states)
+    assert ctx._current.joint is None and ctx._current.video is None and ctx._current.audio is None
+    ctx = UlyssesContext(5, 0)  # 32_712 tokens: 3 padded keys at the end
+    ctx.shard(streams, states)
+    assert ctx._current.joint is ctx._current.full and ctx._current.video is None
+    assert int((~ctx._current.audio).sum()) == JointLayout(VIDEO_720P, AUDIO_6S, 5).pad == 3
+    video_mask = torch.arange(45)[None, :] < 40
+    ctx = UlyssesContext(2, 1)  # 58 tokens, no end padding, but the video stream has batch padding
+    ctx.shard([torch.zeros(1, 45, 4), torch.zeros(1, 13, 4)], [_state(45, video_mask), _state(13)])
+    assert ctx._current.joint is not None and ctx._current.audio is None
+    assert torch.equal(ctx._current.video, video_mask)
+
+
+@pytest.mark.parametrize("world", [2, 3, 4, 6, 7])
+def test_clean_frame0_tokens_are_split_with_the_tokens(world):
+    """Each rank's `clean_tokens` counts the frame-0 tokens of its own video slice (frame-0 modulation)."""
+    video, audio, clean = 45, 13, 15
+    st = StreamState(rotations=identity_rotations(1, video, 1, torch.float64, torch.device("cpu")), key_mask=None,
+                     time_index=(torch.arange(video)[None, :] < clean).long(), e0=torch.zeros(1, 2, 6, 4),
+                     clean_tokens=clean)
+    counts = []
+    for rank in range(world):
+        _, local_states, _ = UlyssesContext(world, rank).shard(
+            [torch.zeros(1, video, 4), torch.zeros(1, audio, 4)], [st, _state(audio)])
+        v = local_states[0]
+        assert v.clean_tokens == int(v.time_index.sum())  # the slice's own frame-0 tokens, a prefix of it
+        counts.append(v.clean_tokens)
+    assert sum(counts) == clean
 
 
 # ---- parity with one process --------------------------------------------------------------------

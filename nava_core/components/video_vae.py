@@ -316,17 +316,9 @@ class VideoVAE:
         blended on the CPU with a mask that ramps linearly over the overlap on every inner edge
         (min of the row and column ramps), divided by the summed mask, clamped again."""
         _, _, t, h, w = z.shape
-        up = VAE_SPATIAL_STRIDE
-        border = ((tile[0] - stride[0]) * up, (tile[1] - stride[1]) * up)
-        values = torch.zeros((1, 3, pixel_frames(t), h * up, w * up), dtype=torch.float32)
-        weight = torch.zeros((1, 1, pixel_frames(t), h * up, w * up), dtype=torch.float32)
-        for h0, h1, w0, w1 in tile_spans(h, w, tile, stride):
-            decoded = self._decode_denormalized(z[:, :, :, h0:h1, w0:w1], precision).cpu()
-            mask = blend_mask(decoded.shape[3], decoded.shape[4], (h0 == 0, h1 >= h, w0 == 0, w1 >= w), border)
-            ph, pw = h0 * up, w0 * up
-            values[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += decoded * mask
-            weight[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += mask
-        return (values / weight).clamp(-1.0, 1.0)
+        spans = tile_spans(h, w, tile, stride)
+        tiles = (self._decode_denormalized(z[:, :, :, h0:h1, w0:w1], precision) for h0, h1, w0, w1 in spans)
+        return blend_tiles(tiles, spans, z.shape, tile, stride)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
@@ -397,6 +389,25 @@ def blend_mask(height: int, width: int, bounds: tuple[bool, bool, bool, bool],
     return torch.minimum(rows, cols)[None, None, None]
 
 
+def blend_tiles(tiles, spans: list[tuple[int, int, int, int]], shape: tuple[int, ...], tile: tuple[int, int],
+                stride: tuple[int, int]) -> torch.Tensor:
+    """Blend decoded tiles ([1,3,F,th,tw] each, in `spans` order; any iterable) into [1,3,F,H,W] on the
+    CPU, as Wan's tiling does: weighted by `blend_mask`, divided by the summed mask, clamped.
+    One implementation for the one-process decode and the multi-GPU split (nava_core.vae_split)."""
+    _, _, t, h, w = shape
+    up = VAE_SPATIAL_STRIDE
+    border = ((tile[0] - stride[0]) * up, (tile[1] - stride[1]) * up)
+    values = torch.zeros((1, 3, pixel_frames(t), h * up, w * up), dtype=torch.float32)
+    weight = torch.zeros((1, 1, pixel_frames(t), h * up, w * up), dtype=torch.float32)
+    for (h0, h1, w0, w1), decoded in zip(spans, tiles):
+        decoded = decoded.cpu()
+        mask = blend_mask(decoded.shape[3], decoded.shape[4], (h0 == 0, h1 >= h, w0 == 0, w1 >= w), border)
+        ph, pw = h0 * up, w0 * up
+        values[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += decoded * mask
+        weight[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += mask
+    return (values / weight).clamp(-1.0, 1.0)
+
+
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """[F,3,H,W] in [-1,1] -> uint8 [F,H,W,3], truncating ((x+1)/2*255) as the release does."""
     x = ((video.float().clamp(-1, 1) + 1.0) / 2 * 255).to(torch.uint8)
@@ -437,5 +448,5 @@ def write_tiny_video_vae(path: str | Path, seed: int = 0, base_dim: int = 8,
 __all__ = [
     "VideoVAE", "VideoVAEError", "WanVAEConfig", "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD",
     "release_key_to_diffusers", "convert_release_state_dict", "infer_config", "prepare_image",
-    "to_uint8_frames", "write_tiny_video_vae", "tile_spans", "blend_mask",
+    "to_uint8_frames", "write_tiny_video_vae", "tile_spans", "blend_mask", "blend_tiles",
 ]

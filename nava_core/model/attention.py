@@ -1,28 +1,22 @@
 """The backbone's attention calls, in one place.
 
-Every attention of the model goes through `attention()` (diffusers' `dispatch_attention_fn`, so the
-backend is SDPA by default, flash-attn when installed and selected, and diffusers context
-parallelism can hook in through `parallel_config`). `joint_self_attention()` is the one function
-that sees the whole [video; audio] sequence: a Ulysses pass replaces/wraps it (all-to-all on the
-concatenated q/k/v) and leaves the per-token code around it untouched.
+Every attention of the model goes through `attention()` (diffusers' `dispatch_attention_fn`); the
+kernel is the engine's `AttentionChoice` (nava_core.model.backends: probed per device, FA3/cuDNN on
+Hopper, FA2 or SDPA elsewhere), SDPA when none was set, and diffusers context parallelism can hook in
+through `parallel_config`. A key mask is passed only when a batch really has padding.
+`joint_self_attention()` is the one function that sees the whole [video; audio] sequence: a Ulysses
+pass replaces it (`UlyssesContext.joint_attention`: one all-to-all of the concatenated q/k/v) and
+leaves the per-token code around it untouched.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 
-_FLASH_AVAILABLE = importlib.util.find_spec("flash_attn") is not None
-
-
-def _backend_for(query: torch.Tensor, masked: bool) -> str | None:
-    """flash-attn (varlen when keys are masked) on CUDA half precision when installed; else default."""
-    if _FLASH_AVAILABLE and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16):
-        return "flash_varlen" if masked else "flash"
-    return None
+from .backends import SDPA, AttentionChoice
 
 
 def attention(
@@ -31,6 +25,7 @@ def attention(
     value: torch.Tensor,
     key_mask: torch.Tensor | None = None,
     parallel_config: Any = None,
+    backend: AttentionChoice | None = None,
 ) -> torch.Tensor:
     """Scaled dot-product attention on [B, L, heads, head_dim] tensors.
 
@@ -38,7 +33,7 @@ def attention(
     query rows are computed and discarded by the caller). q/k/v share v's dtype, like the release.
     """
     if hasattr(parallel_config, "shard"):  # nava_core.ulysses.UlyssesContext: all-to-all around this call
-        return parallel_config.attention(query, key, value, key_mask)
+        return parallel_config.attention(query, key, value, key_mask, backend=backend)
     query = query.to(value.dtype)
     key = key.to(value.dtype)
     return dispatch_attention_fn(
@@ -46,7 +41,7 @@ def attention(
         key,
         value,
         attn_mask=key_mask,
-        backend=_backend_for(query, key_mask is not None),
+        backend=(backend or SDPA).dispatch_name(query, key_mask is not None),
         parallel_config=parallel_config,
     )
 
@@ -68,6 +63,7 @@ def joint_self_attention(
     key_masks: list[torch.Tensor | None],
     block_diagonal: bool = False,
     parallel_config: Any = None,
+    backend: AttentionChoice | None = None,
 ) -> list[torch.Tensor]:
     """Self-attention over the concatenation of the given streams (video first, then audio).
 
@@ -77,10 +73,10 @@ def joint_self_attention(
     Returns one output per stream, same shapes as the queries.
     """
     if hasattr(parallel_config, "joint_attention"):  # nava_core.ulysses: one all-to-all over the joint sequence
-        return parallel_config.joint_attention(queries, keys, values, block_diagonal)
+        return parallel_config.joint_attention(queries, keys, values, block_diagonal, backend)
     if block_diagonal or len(queries) == 1:
         return [
-            attention(q, k, v, m, parallel_config)
+            attention(q, k, v, m, parallel_config, backend)
             for q, k, v, m in zip(queries, keys, values, key_masks)
         ]
     lengths = [q.shape[1] for q in queries]
@@ -90,5 +86,6 @@ def joint_self_attention(
         torch.cat(values, dim=1),
         _joint_mask(key_masks, lengths, queries[0]),
         parallel_config,
+        backend,
     )
     return list(out.split(lengths, dim=1))

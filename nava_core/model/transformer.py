@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -9,10 +10,14 @@ from torch import nn
 
 from nava_core.config import NAVAConfig
 
-from .blocks import AUDIO, VIDEO, DoubleStreamBlock, Head, SingleStreamBlock, StreamState
+from .backends import SDPA, AttentionChoice, choose_attention
+from .blocks import AUDIO, VIDEO, DoubleStreamBlock, Head, RMSNorm, SingleStreamBlock, StreamState
 from .embeddings import AudioPatchEmbedding, SpeakerEmbedding, sinusoidal_embedding
-from .precision import low_dtype, precision_context, to_low
+from .precision import LOW_DTYPE, low_dtype, precision_context, to_low
 from .rope import audio_rope, pad_rotations, video_rope
+from .text_cache import TextKVCache
+
+logger = logging.getLogger(__name__)
 
 def _pad_stack(tokens: list[torch.Tensor], length: int) -> torch.Tensor:
     """list of [L_i, D] -> [B, length, D], zero-padded at the end."""
@@ -57,14 +62,87 @@ class WanAVModel(nn.Module):
         self.head = Head(c.dim, math.prod(c.patch_size) * c.vid_out_dim, c.eps)
         self.head_audio = Head(c.dim, c.audio_out_dim, c.eps)
         self.sequence_parallel = None  # a nava_core.ulysses.UlyssesContext when run sequence-parallel
+        # speed switches; each one is exact (tests/test_backbone_speed.py) unless noted
+        self.text_kv_cache: TextKVCache | None = TextKVCache()  # None: recompute text k/v every forward
+        # float64 RoPE tables (the release's arithmetic) by default: the default path reproduces the
+        # release; False (float32 tables under bf16) is an opt-in rounding-level change (~3% over a render)
+        self.exact_rope = True
+        self.attention_choice: AttentionChoice = SDPA
+        self.blocks_compiled = False
 
     @property
     def precision(self) -> str:
         return self.config.precision
 
+    @property
+    def blocks_stored_low(self) -> bool:
+        return self.double_blocks[0].ffn[0].weight.dtype == LOW_DTYPE if len(self.double_blocks) else \
+            self.single_blocks[0].ffn[0].weight.dtype == LOW_DTYPE
+
     def set_precision(self, precision: str) -> None:
-        """Switch policy without reloading weights ("nava" or "fp32")."""
+        """Switch policy without reloading weights ("nava" or "fp32").
+
+        Refused for "fp32" when the block matrices are stored in bf16 (`store_blocks_low`): the fp32
+        policy needs the full-precision weights, which that storage no longer has.
+        """
+        if precision == "fp32" and self.blocks_stored_low:
+            raise ValueError("this engine stores its block weights in bf16 (precision 'nava'); the 'fp32' "
+                             "precision needs them in full precision: load the weights again with precision 'fp32'")
         self.config = self.config.with_precision(precision)
+
+    # ---- speed switches -----------------------------------------------------------------------
+
+    def set_attention_backend(self, requested: str | None = "auto", device: torch.device | str | None = None) -> AttentionChoice:
+        """Choose (and record in `attention_choice`) the attention kernel for `device` (default: the weights')."""
+        device = torch.device(device) if device is not None else self.patch_embedding.weight.device
+        if device.type == "meta":
+            device = torch.device("cpu")
+        choice = choose_attention(requested, device)
+        self.attention_choice = choice
+        for block in [*self.double_blocks, *self.single_blocks]:
+            block.self_attn.attention_backend = choice
+            block.cross_attn.attention_backend = choice
+        return choice
+
+    def store_blocks_low(self) -> int:
+        """Store the block matrices, their biases, q/k RMSNorm weights and modulation in bf16.
+
+        Exact under the "nava" policy: autocast casts those tensors to bf16 on every call anyway (and
+        the RMSNorm/modulation weights pass through the release's explicit bf16 casts), so storing them
+        cast once gives the same bits while halving their memory and removing the per-forward cast
+        (~38 GB of traffic per forward at release size). The affine LayerNorm (norm3) stays float32:
+        autocast runs layer_norm in float32. Returns the number of tensors converted.
+        """
+        count = 0
+        for block in [*self.double_blocks, *self.single_blocks]:
+            for module in block.modules():
+                if isinstance(module, nn.Linear):
+                    tensors = [module.weight] + ([module.bias] if module.bias is not None else [])
+                elif isinstance(module, RMSNorm):
+                    tensors = [module.weight]
+                elif module.__class__.__name__ == "Modulation":
+                    tensors = [module.modulation]
+                else:
+                    continue
+                for t in tensors:
+                    if t.dtype.is_floating_point and t.dtype.itemsize > 2:
+                        t.data = t.data.to(LOW_DTYPE)
+                        count += 1
+        if self.text_kv_cache is not None:
+            self.text_kv_cache.clear()
+        logger.info("bf16 block storage: %d tensors", count)
+        return count
+
+    def _apply(self, fn, recurse=True):  # .to()/.cuda()/.half(): cached text k/v no longer match
+        if getattr(self, "text_kv_cache", None) is not None:
+            self.text_kv_cache.clear()
+        return super()._apply(fn, recurse)
+
+    def compile_blocks(self, backend: str = "inductor", fullgraph: bool = False, **kwargs) -> None:
+        """torch.compile every transformer block (in place); blocks of a kind share their graph."""
+        for block in [*self.double_blocks, *self.single_blocks]:
+            block.compile(backend=backend, fullgraph=fullgraph, **kwargs)
+        self.blocks_compiled = True
 
     # ---- inputs -------------------------------------------------------------------------------
 
@@ -191,6 +269,8 @@ class WanAVModel(nn.Module):
         """
         c = self.config
         head_dim = c.head_dim
+        # float64 tables reproduce the release's complex128 RoPE; under bf16 compute float32 suffices
+        rope_dtype = torch.float32 if low_dtype(device) is not None and not self.exact_rope else torch.float64
         e, e0 = self._time_rows(t, clean_first_frame)
         streams: list[torch.Tensor | None] = [None, None]
         states: list[StreamState | None] = [None, None]
@@ -199,15 +279,18 @@ class WanAVModel(nn.Module):
         if video is not None:
             x, grids = self._embed_video([u.to(device) for u in video])
             lengths = [math.prod(g) for g in grids]
-            index = None
+            index = clean = None
             if clean_first_frame:
-                first = torch.tensor([g[1] * g[2] for g in grids], device=device)
+                firsts = [g[1] * g[2] for g in grids]
+                first = torch.tensor(firsts, device=device)
                 index = (torch.arange(x.shape[1], device=device)[None, :] < first[:, None]).long()
+                clean = firsts[0] if len(set(firsts)) == 1 else None
             states[VIDEO] = StreamState(
-                rotations=pad_rotations([video_rope(g, head_dim, device) for g in grids], x.shape[1]),
+                rotations=pad_rotations([video_rope(g, head_dim, device) for g in grids], x.shape[1]).to(rope_dtype),
                 key_mask=_key_mask(lengths, x.shape[1], device),
                 time_index=index,
                 e0=e0,
+                clean_tokens=clean,
             )
             streams[VIDEO] = to_low(x)
         if audio is not None:
@@ -217,22 +300,21 @@ class WanAVModel(nn.Module):
                 rotations=pad_rotations(
                     [audio_rope(n, head_dim, c.temporal_rope_scaling_factor, device) for n in audio_lengths],
                     x.shape[1],
-                ),
+                ).to(rope_dtype),
                 key_mask=_key_mask(audio_lengths, x.shape[1], device),
                 time_index=None,
                 e0=e0[:, :1],
             )
             streams[AUDIO] = to_low(x)
-        ctx = self._embed_text([u.to(device) for u in context], speaker_embeddings, speaker_positions)
+        text_kv = self._text_kv(context, speaker_embeddings, speaker_positions, [x is not None for x in streams],
+                                device)
 
         sp = getattr(self, "sequence_parallel", None)
         block_states = states
         if sp is not None:  # Ulysses: the blocks run on this rank's slice of both streams
             streams, block_states, shard = sp.shard(streams, states)
-        for block in self.double_blocks:
-            streams = block(streams, block_states, ctx, masking_modality)
-        for block in self.single_blocks:
-            streams = block(streams, block_states, ctx, masking_modality)
+        for block, kv in zip([*self.double_blocks, *self.single_blocks], text_kv):
+            streams = block(streams, block_states, kv, masking_modality)
         if sp is not None:
             streams = sp.gather(streams, shard)
 
@@ -244,6 +326,45 @@ class WanAVModel(nn.Module):
             y = self.head_audio(streams[AUDIO], e[:, :1], None)
             audio_out = [to_low(y[i, :n]).float() for i, n in enumerate(audio_lengths)]
         return video_out, audio_out
+
+    def _text_kv(
+        self,
+        context: list[torch.Tensor],
+        speaker_embeddings: list[torch.Tensor] | None,
+        speaker_positions: list[list[int]] | None,
+        present: list[bool],
+        device: torch.device,
+    ) -> list:
+        """Per block, the cross-attention (k, v) of the embedded text: from the cache when the same
+        context tensors come again (inference), else computed (and stored)."""
+        blocks = [*self.double_blocks, *self.single_blocks]
+        if any(hasattr(b, "_diffusers_hook") for b in blocks):
+            # offloaded blocks have their weights here only inside their own forward: compute k/v there
+            ctx = self._embed_text([u.to(device) for u in context], speaker_embeddings, speaker_positions)
+            return [ctx] * len(blocks)
+        cache = self.text_kv_cache if not torch.is_grad_enabled() else None
+        entry = None
+        if cache is not None:
+            weights = sum(p._version for p in self.parameters())  # load_state_dict / in-place edits bump it
+            key = cache.key(context, speaker_embeddings, speaker_positions,
+                            (low_dtype(device), self.blocks_stored_low, weights, str(device)))
+            entry = cache.lookup(key)
+        if entry is None:
+            ctx = self._embed_text([u.to(device) for u in context], speaker_embeddings, speaker_positions)
+            if cache is not None:
+                entry = cache.store(key, [*context, *(speaker_embeddings or [])], ctx)
+        else:
+            ctx = entry.ctx
+        want = tuple(present)
+        out = []
+        for i, block in enumerate(blocks):
+            kv = entry.kv.get((i, want)) if entry is not None else None
+            if kv is None:
+                kv = block.text_kv(ctx, present)
+                if entry is not None:
+                    entry.kv[(i, want)] = kv
+            out.append(kv)
+        return out
 
     def _unpatchify(self, tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """[L, prod(patch)*C] tokens (channel innermost) -> [C, F*pt, H*ph, W*pw] float32."""
