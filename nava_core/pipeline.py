@@ -105,6 +105,7 @@ class NAVAPipeline(DiffusionPipeline):
         self.is_tiny = False
         self._speaker_cache: dict[tuple[str, float, int], torch.Tensor] = {}
         self._negative_cache: dict[str, torch.Tensor] = {}
+        self._preview_maker: Any = None  # nava_core.preview.PreviewMaker, made on the first preview
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -316,8 +317,13 @@ class NAVAPipeline(DiffusionPipeline):
         cond: Conditions,
         progress: ProgressCallback = null_progress,
         cancel: CancelToken | None = None,
+        preview_every: int = 0,
     ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
-        """The sampling loop; returns final video latents, audio latents and the number of forwards."""
+        """The sampling loop; returns final video latents, audio latents and the number of forwards.
+
+        With `preview_every=k > 0` every k-th step's event (and the last step's) carries a `Preview` of the
+        current clean estimate; previews never change the result.
+        """
         if self.transformer.precision != request.precision:
             self.transformer.set_precision(request.precision)
         video, audio = self.prepare_noise(request)
@@ -338,11 +344,30 @@ class NAVAPipeline(DiffusionPipeline):
             tt = t.reshape(1).to(self.device)
             forward = self._branch_forward(cond, video, audio, tt, clean, counter)
             v_pred, a_pred = combine(run_branches(branches, forward, batched=self.batch_branches), scales)
+            shown = None
+            if preview_every > 0 and ((i + 1) % preview_every == 0 or i + 1 == len(timesteps)):
+                shown = self._preview(request, i, len(timesteps), sched_a.sigmas[i], video, v_pred, audio, a_pred)
             if video is not None:
                 video = sched_v.step(v_pred, t, video, return_dict=False)[0]
             audio = sched_a.step(a_pred, t, audio, return_dict=False)[0]
-            progress(ProgressEvent("denoising", i + 1, len(timesteps), eta_s=timer.tick()))
+            progress(ProgressEvent("denoising", i + 1, len(timesteps), eta_s=timer.tick(), preview=shown))
         return video, audio, counter[0]
+
+    def _preview(self, request: RenderRequest, i: int, total: int, sigma: torch.Tensor, video: torch.Tensor | None,
+                 v_pred: torch.Tensor | None, audio: torch.Tensor, a_pred: torch.Tensor) -> Any:
+        """The clean estimate x0 = x - sigma * v of both streams as a cheap `Preview`; None if it fails
+        (a preview is a convenience and must never stop a render)."""
+        from nava_core.preview import PreviewMaker
+
+        try:
+            if self._preview_maker is None:
+                self._preview_maker = PreviewMaker()
+            s = float(sigma)
+            v0 = video - s * v_pred if video is not None and v_pred is not None else None
+            return self._preview_maker.make(self, i + 1, total, request.output_seconds, v0, audio - s * a_pred)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("live preview failed at step %d: %s", i + 1, e)
+            return None
 
     # ---- decoding ----------------------------------------------------------------------------
 
@@ -370,7 +395,9 @@ class NAVAPipeline(DiffusionPipeline):
         request: RenderRequest,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        preview_every: int = 0,
     ) -> RenderResult:
+        """Render one request; `preview_every=k` adds a live preview to every k-th denoising event."""
         from nava_core.memory import prepare_render
 
         progress = progress or null_progress
@@ -383,7 +410,7 @@ class NAVAPipeline(DiffusionPipeline):
         cond = self.encode_conditions(request)
         timings["encode_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        video, audio, forwards = self.denoise(request, cond, progress, cancel)
+        video, audio, forwards = self.denoise(request, cond, progress, cancel, preview_every)
         timings["denoise_s"] = time.perf_counter() - t1
         if cancel is not None:
             cancel.raise_if_cancelled()

@@ -76,14 +76,20 @@ def render_to_files(
     out_dir: str | Path,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    preview_every: int = 0,
 ) -> RenderOutputs:
-    """Render and write every output atomically; a cancelled render leaves no file behind."""
+    """Render and write every output atomically; a cancelled render leaves no file behind.
+
+    `preview_every=k` asks for a live preview on every k-th denoising event (nava_core.preview); it is
+    only passed on when set, so renderers without previews (a worker group) still work with it off.
+    """
     from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav
 
     progress = progress or null_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = pipe(request, progress=progress, cancel=cancel)
+    extra = {"preview_every": preview_every} if preview_every > 0 else {}
+    result = pipe(request, progress=progress, cancel=cancel, **extra)
     if cancel is not None and cancel.cancelled:
         raise RenderCancelled("render cancelled")
     progress(ProgressEvent("writing"))
