@@ -56,14 +56,15 @@ def unique_stem(out_dir: Path, request: RenderRequest) -> Path:
 
 
 def subtitles_for(request: RenderRequest) -> str | None:
-    """SRT text for the request's spoken lines (from its project, else parsed from the prompt)."""
+    """SRT text for the request's spoken lines (from its project, else parsed from the prompt), with no
+    cue past the end of the clip actually rendered."""
     try:
         import prompt_builder as pb
     except ImportError:
         return None
     try:
         project = pb.Project.from_dict(request.project) if request.project else pb.parse_prompt(request.prompt)
-        srt = pb.to_srt(project)
+        srt = pb.to_srt(project, seconds=request.output_seconds)
     except Exception as e:  # subtitles are a convenience: never fail a render for them
         logger.warning("no subtitles for this render: %s", e)
         return None
