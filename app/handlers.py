@@ -188,6 +188,11 @@ def api_render(service: StudioService, request_json: str) -> str:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     except (RequestError, ValueError) as e:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
+    from nava_core.preflight import lint_problems
+
+    problems = lint_problems(request)  # the Studio's and the Batch's checks, before anything is queued
+    if problems:
+        raise gr.Error("render request refused: " + "; ".join(problems))
     try:
         job = service.render_blocking(request)
     except StudioError as e:

@@ -259,6 +259,8 @@ def expand_batch(defn: BatchDefinition, bundle_dir: str | os.PathLike[str] | Non
     if n > MAX_JOBS:
         raise BatchError("batch definition", f"it expands to {n:,} renders, over the limit of {MAX_JOBS:,}",
                          "split it into smaller batches or shrink the grids")
+    from nava_core.preflight import lint_problems
+
     bdir = Path(bundle_dir) if bundle_dir is not None else None
     many = len(defn.items) > 1
     jobs: list[PlannedJob] = []
@@ -276,6 +278,10 @@ def expand_batch(defn: BatchDefinition, bundle_dir: str | os.PathLike[str] | Non
         for combo in itertools.product(*(v for _, v in grid)):
             changes = dict(zip(keys, combo))
             req = _apply(base, changes, what) if changes else base
+            problems = lint_problems(req)  # the Studio's checks: a batch never renders what it would refuse
+            if problems:
+                where = f"{what}" + (f" with {', '.join(f'{k}={_fmt(v)}' for k, v in changes.items())}" if changes else "")
+                raise BatchError(where, "; ".join(problems), "fix the preset or bundle, or sweep other values")
             for seed in seeds:
                 r = req.replace(seed=seed)
                 varied = {**changes, "seed": seed}

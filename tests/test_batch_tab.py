@@ -38,12 +38,23 @@ def test_sweep_values_parse_and_refuse() -> None:
         build_definition([PRESET], 1, [("steps", "2"), ("steps", "3")])
 
 
+def test_batch_refuses_what_the_studio_refuses() -> None:
+    """A dialogue preset in a clip too short for it: the Studio's lint message, before anything is queued."""
+    from nava_core.batch import BatchError, expand_batch
+
+    with pytest.raises(BatchError, match="dialogue cannot fit.*but the clip is 0.5 s"):
+        expand_batch(build_definition([PRESET], 1, [], seconds=0.5))
+    assert expand_batch(build_definition([PRESET], 1, [], seconds=6))  # long enough: planned
+
+
 def test_guidance_by_seed_sweep_renders_and_compares_side_by_side(tmp_path: Path, tiny_pipe, tiny_weights) -> None:
     choice = _tiny_choice(tiny_weights)
     runner = BatchRunner(tmp_path / "home", tmp_path / "outputs", LockGate(lambda: tiny_pipe),
                          adapt=lambda r: E.adapt_for_engine(r, choice), poll_s=0.1)
     try:
-        defn = build_definition([PRESET], 2, [("audio guidance", "1.0, 2.0")], first_seed=1, steps=2, seconds=0.5)
+        # a preset without dialogue: a 0.5 s clip cannot hold spoken lines (the Studio's lint refuses that)
+        defn = build_definition(["silent_action_effects"], 2, [("audio guidance", "1.0, 2.0")], first_seed=1, steps=2,
+                                seconds=0.5)
         jobs = runner.plan(defn)
         assert [j.label for j in jobs] == ["audio=1.0, seed=1", "audio=1.0, seed=2", "audio=2.0, seed=1",
                                            "audio=2.0, seed=2"]
