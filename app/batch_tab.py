@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 from nava_core.batch import BatchDefinition, BatchItem, PlannedJob, expand_batch
-from nava_core.batch_cli import batch_id_for, check_files, estimate_job_seconds, fmt_seconds, make_render_fn
+from nava_core.batch_cli import batch_id_for, check_files, fmt_seconds, make_render_fn
+from nava_core.estimate import render_seconds
 from nava_core.config import BUCKETS
 from nava_core.jobs import Job, JobQueue, run_one
 from nava_core.progress import CancelToken, ProgressEvent
@@ -245,7 +246,7 @@ class BatchRunner:
     def preview(self, defn: BatchDefinition) -> str:
         jobs = self.plan(defn)
         tiny = self.is_tiny()
-        est = sum(estimate_job_seconds(j.request, tiny) for j in jobs)
+        est = sum(render_seconds(j.request, tiny) for j in jobs)
         return (f"**{len(jobs)} job{'s' if len(jobs) != 1 else ''}**, estimated {fmt_seconds(est)}"
                 f"{' on the tiny preview engine (rough)' if tiny else ''}.")
 

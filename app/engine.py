@@ -18,33 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from nava_core.config import (
-    MEMORY_PROFILE_ALIASES,
-    MEMORY_PROFILE_NAMES,
-    TINY_PREVIEW_SIZES,
-    nearest_bucket,
-)
-from nava_core.config import valid_gpu_counts as _gpu_divisors
+from nava_core import profiles
+from nava_core.config import TINY_PREVIEW_SIZES, nearest_bucket
+from nava_core.config import valid_gpu_counts as _gpu_counts
 from nava_core.progress import CancelToken, ProgressEvent
 from nava_core.request import RenderRequest
 
 log = logging.getLogger(__name__)
 
-# From nava_core.config, not nava_core.memory: that module imports torch (seconds) and the page must
-# be served before any torch import. "auto" picks from the detected GPU.
-ENGINE_PROFILES: tuple[str, ...] = MEMORY_PROFILE_NAMES
-MEMORY_PROFILES: tuple[str, ...] = ("auto", *ENGINE_PROFILES)
-# The first studio's names, still accepted (`--memory-profile low`).
-PROFILE_ALIASES: tuple[str, ...] = tuple(MEMORY_PROFILE_ALIASES)
-_ALIAS_TO_PROFILE = MEMORY_PROFILE_ALIASES
-
-
-def canonical_profile(name: str | None) -> str:
-    """'low' -> 'fp8' etc.; unknown or empty -> 'auto'."""
-    key = (name or "auto").strip().lower()
-    key = _ALIAS_TO_PROFILE.get(key, key)
-    return key if key in MEMORY_PROFILES else "auto"
-NUM_HEADS = 24  # NAVAConfig.release().num_heads: sequence parallel splits the heads, so N must divide it
+# The one profile table (nava_core.profiles, torch-free: the page is served before any torch import).
+# "auto" picks from the detected GPU; the first studio's names are still accepted (`--memory-profile low`).
+MEMORY_PROFILES: tuple[str, ...] = profiles.CHOICES
+PROFILE_ALIASES: tuple[str, ...] = tuple(profiles.ALIASES)
+canonical_profile = profiles.canonical_profile  # 'low' -> 'fp8'; unknown names refused with the valid list
 PRECISIONS: tuple[str, ...] = ("nava", "fp32")
 RELEASE_REPO = "ernie-research/NAVA"
 
@@ -91,7 +77,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
     """Inspect a weights folder (present / missing files) without loading anything."""
     folder = Path(folder).expanduser()
     try:
-        sets = _module("nava_core.weights.sets")
+        sets = _module("nava_core.weights.layouts")
     except EngineUnavailable as e:
         return WeightStatus(str(folder), False, [], ["(weight inspection is not available)"], str(e))
     try:
@@ -106,7 +92,7 @@ def weight_status(folder: str | Path) -> WeightStatus:
 def download_size_text() -> str:
     """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
     try:
-        sets = _module("nava_core.weights.sets")
+        sets = _module("nava_core.weights.layouts")
     except EngineUnavailable:
         return "tens of GB"
     files = sets.RELEASE_LAYOUT.files
@@ -118,18 +104,15 @@ def download_size_text() -> str:
 
 def download_speaker_encoder(progress: Callable[[str, float], None] | None = None) -> Path:
     """Fetch the ReDimNet checkpoint into the torch.hub cache, where every weights folder finds it."""
-    sets = _module("nava_core.weights.sets")
-    import os
-
-    home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
-    return sets.download_speaker_encoder(home / "hub" / "checkpoints" / sets.REDIMNET_FILE, progress)
+    download = _module("nava_core.weights.download")
+    layouts = _module("nava_core.weights.layouts")
+    return download.download_speaker_encoder(layouts.torch_hub_checkpoint_path(), progress)
 
 
 def hub_snapshot_folder() -> Path | None:
     """The release's snapshot in the local Hugging Face cache (a Space's `preload_from_hub`), if any."""
     try:
-        sets = _module("nava_core.weights.sets")
-        snap = sets.hub_snapshot()
+        snap = _module("nava_core.weights.download").hub_snapshot()
     except Exception as e:  # noqa: BLE001 - no snapshot is the common case
         log.debug("no Hub snapshot: %s", e)
         return None
@@ -142,8 +125,7 @@ def download_weights(folder: str | Path, progress: Callable[[str, float], None] 
     `progress(message, fraction)`; raises the engine's HubUnreachableError with a message that says
     what to do when the Hub cannot be reached.
     """
-    sets = _module("nava_core.weights.sets")
-    sets.download_weights(Path(folder).expanduser(), progress=progress)
+    _module("nava_core.weights.download").download_weights(Path(folder).expanduser(), progress=progress)
     return weight_status(folder)
 
 
@@ -214,10 +196,7 @@ def detect_gpus(use_engine: bool = False) -> list[str]:
     with `use_engine` the engine's memory module is asked first (imports torch: seconds)."""
     if use_engine:
         try:
-            memory = importlib.import_module("nava_core.memory")
-            fn = getattr(memory, "detect_gpus", None)
-            if fn is not None:
-                return [str(g) for g in fn()]
+            return [str(g) for g in importlib.import_module("nava_core.estimate").detect_gpus()]
         except ImportError:
             pass
     exe = shutil.which("nvidia-smi")
@@ -233,34 +212,24 @@ def detect_gpus(use_engine: bool = False) -> list[str]:
 
 def valid_gpu_counts(available: int | None = None) -> list[int]:
     """GPU counts a render may use: divisors of the head count up to the GPUs present (nvidia-smi, no torch)."""
-    n = len(detect_gpus()) if available is None else available
-    return _gpu_divisors(n, NUM_HEADS)
+    return _gpu_counts(len(detect_gpus()) if available is None else available)
 
 
 def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: int | None = None) -> str:
-    """Peak VRAM, s/step and total time from `nava_core.memory.estimate`, labelled as an estimate;
-    '' when that module or function is not there (imports torch: call it only off the startup path)."""
+    """Peak VRAM, s/step and total time from `nava_core.estimate`, labelled as an estimate; '' when the
+    request cannot be estimated (e.g. a GPU count that does not divide the heads)."""
+    from nava_core.estimate import estimate
+
     try:
-        memory = importlib.import_module("nava_core.memory")
-    except ImportError:
+        est = estimate(request, profile=profile, gpus=gpus)
+    except ValueError as e:  # an estimate is advisory: the render itself reports what is wrong
+        log.debug("no estimate: %s", e)
         return ""
-    fn = getattr(memory, "estimate", None)
-    if fn is None:
-        return ""
-    try:
-        est = fn(request, profile=profile, gpus=gpus)
-    except Exception as e:  # noqa: BLE001 - an estimate is advisory
-        log.debug("memory estimate failed: %s", e)
-        return ""
-    try:
-        total = est.total_seconds
-        total_text = f"~{total / 60:.1f} min in total" if total >= 60 else f"~{total:.1f} s in total"
-        return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
-                f"~{est.seconds_per_step:.2g} s/step, {total_text} "
-                f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
-    except AttributeError:
-        describe = getattr(est, "describe", None)
-        return "Estimate: " + (describe() if callable(describe) else str(est))
+    total = est.total_seconds
+    total_text = f"~{total / 60:.1f} min in total" if total >= 60 else f"~{total:.1f} s in total"
+    return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
+            f"~{est.seconds_per_step:.2g} s/step, {total_text} "
+            f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
 
 
 # ---- voices --------------------------------------------------------------------------------------
@@ -333,6 +302,7 @@ class Engine:
     def __init__(self, choice: WeightChoice, memory_profile: str = "auto", precision: str | None = None,
                  gpus: int = 1, gpu_lock: threading.RLock | None = None) -> None:
         self.choice = choice
+        canonical_profile(memory_profile)  # an unknown name is refused here, with the valid ones
         self.memory_profile = memory_profile
         self.precision = precision
         self.gpus = gpus
@@ -368,8 +338,8 @@ class Engine:
                 from app.zerogpu import on_zerogpu
 
                 if self.gpus > 1:  # a Ulysses worker group: callable like the pipeline, one job at a time
-                    parallel = _module("nava_core.parallel")
-                    group = parallel.WorkerGroup(parallel.GroupConfig(
+                    workers = _module("nava_core.workers")
+                    group = workers.WorkerGroup(workers.GroupConfig(
                         weights=str(self.choice.folder), world_size=self.gpus, precision=self.precision or "nava",
                         memory_profile=canonical_profile(self.memory_profile)))
                     group.start(wait=True)

@@ -1,6 +1,7 @@
 """Where the studio keeps its files: one data folder per user, so history survives restarts.
 
-`NAVA_STUDIO_HOME` overrides the default (`~/.local/share/nava-studio`); tests point it at a tmp dir.
+The folder follows the one rule in `nava_core.datahome` (`NAVA_STUDIO_HOME`, else
+`$XDG_DATA_HOME/nava-studio`, else `~/.local/share/nava-studio`); tests point NAVA_STUDIO_HOME at a tmp dir.
 Outputs and uploads live under it and are the only folders the web server may serve.
 """
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from nava_core.datahome import data_home
+
 
 @dataclass(frozen=True)
 class StudioPaths:
@@ -19,8 +22,8 @@ class StudioPaths:
 
     @classmethod
     def from_env(cls, home: str | os.PathLike[str] | None = None) -> "StudioPaths":
-        """The data folder from `home`, else `NAVA_STUDIO_HOME`, else `~/.local/share/nava-studio`."""
-        root = home or os.environ.get("NAVA_STUDIO_HOME") or Path.home() / ".local" / "share" / "nava-studio"
+        """The data folder from `home`, else the rule of `nava_core.datahome.data_home`."""
+        root = home or data_home()
         paths = cls(Path(root).expanduser().resolve())
         for d in (paths.home, paths.outputs, paths.uploads, paths.voices, paths.images):
             d.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,9 @@ log = logging.getLogger(__name__)
 # Seconds of GPU time requested per render = FIXED_OVERHEAD_S + SAFETY * (estimated denoising time),
 # clamped to [MIN_DURATION_S, MAX_DURATION_S].
 FIXED_OVERHEAD_S = 60.0  # weights onto the GPU, text/voice encoding, VAE decodes, muxing
-SAFETY = 1.5  # the estimate is computed, not measured (nava_core.memory.estimate says so)
+SAFETY = 1.5  # the estimate is computed, not measured (nava_core.estimate says so)
 MIN_DURATION_S = 60
 MAX_DURATION_S = 600  # longer requests are refused or starve the quota on ZeroGPU; render shorter clips
-# Fallback when nava_core.memory.estimate is unavailable or fails: GPU-seconds per token per
-# backbone forward, from the release's published run (NAVA_SPEC.md 8): 8 H100s, 1.0 s/step,
-# 4 forwards of 32,712 tokens -> 8 GPU-s / (4 * 32,712) token-forwards.
-FALLBACK_GPU_S_PER_TOKEN_FORWARD = 8.0 / (4 * 32_712)
 # Keyword arguments that may be dropped (replaced by None) on the way into a ZeroGPU worker.
 DROPPABLE_KWARGS = ("progress", "cancel")
 
@@ -48,38 +44,10 @@ def on_zerogpu() -> bool:
 
 
 def estimated_render_seconds(request: Any) -> float:
-    """Denoising time of `request` on one GPU: `nava_core.memory.estimate`, else the fallback rule.
+    """Denoising time of `request` on one GPU, from the one estimator (`nava_core.estimate`)."""
+    from nava_core.estimate import estimate
 
-    Fallback: steps x (video + audio tokens) x guidance branches x FALLBACK_GPU_S_PER_TOKEN_FORWARD.
-    """
-    try:
-        from nava_core import memory
-
-        est = memory.estimate(request, gpus=1)
-        total = float(est.total_seconds)
-        if math.isfinite(total) and total > 0:
-            return total
-    except Exception as e:  # noqa: BLE001 - an estimate is advisory; fall back to the simple rule
-        log.debug("memory.estimate unavailable for the ZeroGPU duration (%s); using the fallback", e)
-    return fallback_render_seconds(request)
-
-
-def fallback_render_seconds(request: Any) -> float:
-    """steps x tokens x branches x FALLBACK_GPU_S_PER_TOKEN_FORWARD (no torch needed)."""
-    from nava_core.config import token_counts
-
-    audio_tokens = int(request.audio_tokens)
-    video_tokens = 0
-    if request.has_video:
-        video_tokens = int(token_counts(request.resolution, request.latent_frames, True).video_tokens)
-    try:
-        from nava_core.guidance import plan_branches
-
-        has_speakers = any(bool(w) for w in request.speaker_wavs)
-        branches = len(plan_branches(request.guidance, request.has_video, True, has_speakers))
-    except Exception:  # noqa: BLE001
-        branches = 4  # the most a step can need
-    return request.steps * (video_tokens + audio_tokens) * max(branches, 1) * FALLBACK_GPU_S_PER_TOKEN_FORWARD
+    return float(estimate(request, gpus=1).total_seconds)
 
 
 def gpu_duration(request: Any) -> int:
@@ -148,4 +116,4 @@ def wrap_for_zerogpu(fn: Callable, duration_fn: Callable[[Any], int] = gpu_durat
 
 
 __all__ = ["gpu_duration", "wrap_for_zerogpu", "find_request", "on_zerogpu", "estimated_render_seconds",
-           "fallback_render_seconds", "MAX_DURATION_S", "MIN_DURATION_S"]
+           "MAX_DURATION_S", "MIN_DURATION_S"]

@@ -5,12 +5,12 @@ tokens, the release's 720p/6 s setting) it records, per profile:
   - seconds per denoising step (the forwards a default request runs: COND, NEG, NOALIGN; one forward
     per branch), and seconds per forward;
   - peak GPU memory of the backbone (torch.cuda.max_memory_allocated) with the profile's weights;
-  - forward MFU: FLOPs of one forward (nava_core.memory.forward_flops: linear layers + joint self
+  - forward MFU: FLOPs of one forward (nava_core.estimate.forward_flops: linear layers + joint self
     attention + text cross attention) / measured forward time / the GPU's dense bf16 peak.
 Profiles: resident (fp32 weights, bf16 autocast = the release's "nava" policy), fp8 (block matrices
 float8_e4m3fn, bf16 compute), group_offload (diffusers block-level group offload with CUDA streams).
 t5_offload changes only where the text encoder lives, so for the backbone it equals resident.
-The numbers are what `nava_core.memory.estimate` should be checked against; it prints JSON lines.
+The numbers are what `nava_core.estimate.estimate` should be checked against; it prints JSON lines.
 
     python bench/gpu.py [--profiles resident fp8 group_offload] [--repeats 3] [--frames 37]
 
@@ -68,7 +68,7 @@ def _model(profile: str, device: torch.device):
 
 def run_profile(profile: str, frames: int, repeats: int, device: torch.device) -> dict:
     from nava_core.config import BUCKETS, token_counts
-    from nava_core.memory import bf16_peak_flops, forward_flops
+    from nava_core.estimate import bf16_peak_flops, forward_flops
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)

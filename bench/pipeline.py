@@ -77,8 +77,9 @@ def make_request(s: Scenario):
 def write_mid_weight_set(tiny: Path, dest: Path, seed: int = 0) -> Path:
     """Copy the tiny set and swap in a bigger backbone, so loading goes through `from_pretrained` as usual."""
     from nava_core.config import NAVAConfig
-    from nava_core.weights.checkpoint import init_golden_weights, save_backbone_checkpoint
-    from nava_core.weights.sets import TINY_MARKER
+    from nava_core.weights.checkpoint import save_backbone_checkpoint
+    from nava_core.weights.layouts import TINY_MARKER
+    from nava_core.weights.tiny import init_golden_weights
 
     if dest.exists():
         shutil.rmtree(dest)
@@ -91,7 +92,7 @@ def write_mid_weight_set(tiny: Path, dest: Path, seed: int = 0) -> Path:
 
 def prepare_weights(work: Path, tiny_arg: str | None) -> tuple[Path, Path]:
     """The tiny set (built here unless given) and the mid-size set derived from it, both under `work`."""
-    from nava_core.weights.sets import build_tiny_weight_set
+    from nava_core.weights.tiny import build_tiny_weight_set
 
     tiny = Path(tiny_arg) if tiny_arg else build_tiny_weight_set(work / "tiny", seed=0)
     return tiny, write_mid_weight_set(tiny, work / "mid")

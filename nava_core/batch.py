@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from nava_core.config import GuidanceScales, Resolution, token_counts
+from nava_core.config import GuidanceScales, Resolution
 from nava_core.request import RenderRequest, RequestError
 from nava_core.validation import InputError, check_request_dict, check_seed, check_zip_bundle
 
@@ -292,23 +292,6 @@ def expand_batch(defn: BatchDefinition, bundle_dir: str | os.PathLike[str] | Non
     return jobs
 
 
-def estimate_total_seconds(jobs: Sequence[PlannedJob | RenderRequest], seconds_per_step_per_token: float) -> float:
-    """A first estimate: sum over jobs of steps x DiT tokens x guidance branches x rate.
-
-    A hook: `nava_core.memory` will replace the rate with a measured, device-specific model.
-    """
-    total = 0.0
-    for j in jobs:
-        r = j.request if isinstance(j, PlannedJob) else j
-        tokens = token_counts(r.resolution, r.latent_frames, with_video=r.has_video).total if r.has_video else r.audio_tokens
-        g = r.guidance
-        branches = 1 + int(g.video > 0 or g.audio > 0) + int(g.video_align > 0 or g.audio_align > 0) + int(
-            g.timbre > 0 and any(r.speaker_wavs)
-        )
-        total += r.steps * tokens * branches * seconds_per_step_per_token
-    return total
-
-
 __all__ = [
     "BatchError",
     "BatchItem",
@@ -316,7 +299,6 @@ __all__ = [
     "PlannedJob",
     "expand_batch",
     "count_jobs",
-    "estimate_total_seconds",
     "MAX_JOBS",
     "GRID_KEYS",
 ]

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-from nava_core.batch import BatchDefinition, BatchError, PlannedJob, expand_batch, estimate_total_seconds
+from nava_core.batch import BatchDefinition, BatchError, PlannedJob, expand_batch
+from nava_core.estimate import render_seconds
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent
 from nava_core.request import RenderRequest, RequestError
 from nava_core.validation import InputError, check_request_dict
@@ -35,11 +36,6 @@ log = logging.getLogger(__name__)
 
 QUEUE_FILE = "queue.sqlite"
 EVENT_LOG = "batch-log.jsonl"
-
-# Rough CPU rates of the tiny engine (2-core machine, one thread), used only for the up-front estimate.
-TINY_S_PER_FORWARD = 0.13
-TINY_DECODE_S_PER_MEGAPIXEL_FRAME = 2.0 / (160 * 96 * 13 / 1e6)
-TINY_WRITE_S = 0.3
 
 # Command-line flags that make sense for a whole batch, and the request field each one sets.
 _FLAG_FIELDS = {
@@ -127,26 +123,6 @@ def batch_id_for(defn: BatchDefinition) -> str:
     return f"{slugify(defn.name, 40)}-{digest}"
 
 
-def estimate_job_seconds(request: RenderRequest, tiny: bool) -> float:
-    """A rough wall time for one render: the memory model on real weights, CPU rates for tiny."""
-    if not tiny:
-        try:
-            from nava_core import memory
-
-            return float(memory.estimate(request).total_seconds)
-        except Exception as e:  # noqa: BLE001 - an estimate is advisory
-            log.debug("no memory estimate: %s", e)
-            return estimate_total_seconds([request], 2e-7)
-    from nava_core.config import pixel_frames
-    from nava_core.guidance import plan_branches
-
-    branches = len(plan_branches(request.guidance, request.has_video, True, any(request.speaker_wavs)))
-    t = request.steps * branches * TINY_S_PER_FORWARD + TINY_WRITE_S
-    if request.has_video:
-        t += request.width * request.height * pixel_frames(request.latent_frames) / 1e6 * TINY_DECODE_S_PER_MEGAPIXEL_FRAME
-    return t
-
-
 def plan_batch(
     path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, out_dir: str | os.PathLike[str] = "outputs",
     tiny: bool = True,
@@ -165,7 +141,7 @@ def plan_batch(
     defn = _absolute_sources(defn, p.resolve().parent)
     jobs = expand_batch(defn, bundle_dir=Path(out_dir) / "bundles")
     jobs = check_files(jobs)
-    est = sum(estimate_job_seconds(j.request, tiny) for j in jobs)
+    est = sum(render_seconds(j.request, tiny) for j in jobs)
     return BatchPlan(defn, jobs, batch_id_for(defn), est)
 
 
@@ -364,7 +340,7 @@ def _finish(queue: Any, plan: BatchPlan) -> int:
 
 def _is_tiny_folder(weights: Any) -> bool:
     try:
-        from nava_core.weights.sets import inspect_weights
+        from nava_core.weights.layouts import inspect_weights
 
         return bool(getattr(inspect_weights(Path(str(weights))), "is_tiny", False))
     except Exception:  # noqa: BLE001 - only picks the estimate's rates
@@ -377,7 +353,6 @@ __all__ = [
     "flag_overrides",
     "check_files",
     "batch_id_for",
-    "estimate_job_seconds",
     "make_render_fn",
     "run_batch_cli",
     "EventLog",

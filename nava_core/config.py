@@ -277,15 +277,11 @@ class GuidanceScales:
         return cls(video=0.0, audio=2.0, video_align=0.0, audio_align=0.0, timbre=3.0)
 
 
-# Memory profile names (nava_core.memory holds what each does). Here, torch-free, so the studio can list
-# them before any torch import; memory.py checks its registry has exactly these.
-MEMORY_PROFILE_NAMES: tuple[str, ...] = ("resident", "t5_offload", "fp8", "group_offload")
-MEMORY_PROFILE_ALIASES: dict[str, str] = {"high": "resident", "balanced": "t5_offload", "low": "fp8"}
-
-
-def valid_gpu_counts(available: int, num_heads: int = 24) -> list[int]:
-    """GPU counts one render may use: Ulysses splits the heads, so N divides them, up to the GPUs present."""
-    return [n for n in range(1, max(1, available) + 1) if num_heads % n == 0]
+def valid_gpu_counts(available: int | None = None, num_heads: int = NAVAConfig.num_heads) -> list[int]:
+    """GPU counts one render may use: Ulysses splits the attention heads, so N divides them (24 in the
+    release), up to the GPUs present (None: no limit but the head count). The one copy of this rule."""
+    limit = num_heads if available is None else max(1, available)
+    return [n for n in range(1, limit + 1) if num_heads % n == 0]
 
 
 DEFAULT_STEPS = 50
@@ -301,8 +297,6 @@ __all__ = [
     "TokenCounts",
     "nearest_bucket",
     "TINY_PREVIEW_SIZES",
-    "MEMORY_PROFILE_NAMES",
-    "MEMORY_PROFILE_ALIASES",
     "valid_gpu_counts",
     "latent_frames_for_seconds",
     "snap_seconds",

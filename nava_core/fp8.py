@@ -18,13 +18,10 @@ equals the full-precision model run on the dequantised weights.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from nava_core.config import NAVAConfig
 
 logger = logging.getLogger(__name__)
 
@@ -148,52 +145,3 @@ def dequantize_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 def has_fp8_tensors(state: dict[str, torch.Tensor]) -> bool:
     return any(v.dtype == FP8_DTYPE for v in state.values())
-
-
-def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.device = "cpu",
-                      compute_dtype: torch.dtype | None = None) -> nn.Module:
-    """Load a backbone file straight into fp8 block storage, never holding full-precision blocks on `device`.
-
-    Works for `NAVA_fp8.safetensors` (fp8 tensors are assigned as they are) and for bf16/fp32
-    checkpoints (block matrices are converted once, on the CPU, before moving). Non-block tensors stay
-    float32, as in the release's fp8 file.
-    """
-    from nava_core.model import WanAVModel
-    from nava_core.weights.checkpoint import check_state_dict, load_backbone_state_dict
-
-    device = torch.device(device)
-    compute_dtype = compute_dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    state = load_backbone_state_dict(path)
-    with torch.device("meta"):
-        model = WanAVModel(config)
-    check_state_dict(dequantize_state_dict(state) if has_fp8_tensors(state) else state, model, str(path))
-    quantize_blocks(model, compute_dtype)
-    moved = {}
-    for key, module in model.named_modules():
-        if isinstance(module, Float8Linear):
-            w = state[f"{key}.weight"]
-            scale = state.get(f"{key}.{SCALE_SUFFIX}")
-            if w.dtype != FP8_DTYPE:  # a bf16/fp32 file: quantise once, here, on the CPU
-                w, scale = quantize_weight(w)
-            elif scale is None:  # an fp8 file without scales: the weights are the values
-                scale = torch.ones(w.shape[0], 1, dtype=SCALE_DTYPE)
-            elif scale.numel() not in (1, w.shape[0]):
-                raise ValueError(f"{path}: {key}.{SCALE_SUFFIX} has shape {tuple(scale.shape)}, which does not "
-                                 f"scale a {tuple(w.shape)} weight per tensor or per output row")
-            moved[f"{key}.weight"] = w.to(device)
-            moved[f"{key}.{SCALE_SUFFIX}"] = scale.to(SCALE_DTYPE).reshape(-1, 1).expand(w.shape[0], 1).contiguous().to(device)
-    for k, v in state.items():
-        if k not in moved and not k.endswith("." + SCALE_SUFFIX):
-            moved[k] = v.to(torch.float32).to(device)
-    model.load_state_dict(moved, strict=True, assign=True)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
-def convert_checkpoint_to_fp8(src: str | Path, dst: str | Path) -> Path:
-    """Write the release's fp8 layout (`NAVA_fp8.safetensors`) from a bf16/fp32 backbone file, once,
-    so later loads read 1 byte per block weight instead of converting at every start."""
-    from nava_core.weights.checkpoint import load_backbone_state_dict, save_backbone_checkpoint
-
-    return save_backbone_checkpoint(load_backbone_state_dict(src), dst, fp8=True)

@@ -12,16 +12,16 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Literal
 
 from nava_core.config import GuidanceScales
 
+if TYPE_CHECKING:  # torch only for the combination step: planning (and estimates) stay torch-free
+    from torch import Tensor
+
 logger = logging.getLogger(__name__)
 
-Pred = tuple[Tensor | None, Tensor | None]  # (video velocity, audio velocity) of one branch
+Pred = tuple["Tensor | None", "Tensor | None"]  # (video velocity, audio velocity) of one branch
 
 
 class Branch(str, Enum):
@@ -159,6 +159,8 @@ def stack_branches(items: Sequence[Tensor | None]) -> Tensor | None:
         return None
     if any(t is None for t in items):
         raise ValueError("a modality is present in some branches and absent in others")
+    import torch
+
     return torch.stack(list(items))  # type: ignore[arg-type]
 
 

@@ -130,7 +130,8 @@ class NAVAPipeline(DiffusionPipeline):
         from nava_core.components.speaker_encoder import SpeakerEncoder
         from nava_core.components.text_encoder import TextEncoder
         from nava_core.components.video_vae import VideoVAE
-        from nava_core.weights.sets import build_tiny_weight_set, inspect_weights
+        from nava_core.weights.layouts import inspect_weights
+        from nava_core.weights.tiny import build_tiny_weight_set
 
         progress = progress or null_progress
         device = torch.device(device) if device is not None else default_device()
@@ -451,6 +452,6 @@ def _backbone_config(root: Path, checkpoint: Path, precision: str) -> NAVAConfig
 
 def _checkpoint_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor shapes from a safetensors header (keys without the `backbone.` prefix); {} for other files."""
-    from nava_core.weights.sets import safetensors_header
+    from nava_core.weights.layouts import tensor_specs
 
-    return {k.removeprefix("backbone."): v["shape"] for k, v in safetensors_header(path).items()}
+    return {k.removeprefix("backbone."): shape for k, (_, shape) in tensor_specs(path).items()}

@@ -329,7 +329,7 @@ def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
     """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
     profile = args.memory_profile or "auto"
     if args.gpus and args.gpus > 1:
-        from nava_core.parallel import GroupConfig, WorkerGroup
+        from nava_core.workers import GroupConfig, WorkerGroup
 
         group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
                                         precision=args.precision or "nava", memory_profile=profile))

@@ -24,7 +24,9 @@ from nava_core.config import (
     latent_frames_for_seconds,
     max_audio_seconds,
     seconds_for_latent_frames,
+    valid_gpu_counts,
 )
+from nava_core.profiles import canonical_profile
 
 REQUEST_VERSION = 1
 Mode = Literal["audio_video", "image_audio_video", "audio"]
@@ -113,8 +115,16 @@ class RenderRequest:
             raise RequestError(f"precision must be 'nava' or 'fp32'; got {self.precision!r}")
         if self.audio_sample_rate not in (16000, 48000):
             raise RequestError(f"audio_sample_rate must be 16000 or 48000; got {self.audio_sample_rate!r}")
-        if isinstance(self.gpus, bool) or not isinstance(self.gpus, int) or self.gpus < 1 or 24 % self.gpus:
-            raise RequestError(f"gpus must divide the 24 attention heads (1, 2, 3, 4, 6, 8, 12, 24); got {self.gpus!r}")
+        counts = valid_gpu_counts()
+        if isinstance(self.gpus, bool) or self.gpus not in counts:
+            raise RequestError(f"gpus must divide the {counts[-1]} attention heads "
+                               f"({', '.join(map(str, counts))}); got {self.gpus!r}")
+        if not isinstance(self.memory_profile, str):
+            raise RequestError(f"memory_profile must be a profile name; got {type(self.memory_profile).__name__}")
+        try:
+            canonical_profile(self.memory_profile)
+        except ValueError as e:
+            raise RequestError(str(e)) from None
         for i, w in enumerate(self.speaker_wavs):
             if w is not None and not isinstance(w, str):
                 raise RequestError(f"speaker_wavs[{i}] must be a file path or empty; got {type(w).__name__}")

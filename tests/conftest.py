@@ -33,7 +33,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete tiny weight set in the release layout, written once per test session."""
-    from nava_core.weights.sets import build_tiny_weight_set
+    from nava_core.weights.tiny import build_tiny_weight_set
 
     return build_tiny_weight_set(tmp_path_factory.mktemp("weights") / "tiny", seed=0)
 

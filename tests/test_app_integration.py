@@ -107,15 +107,16 @@ def test_restart_resumes_a_queued_render_and_history_follows(tmp_path):
 
 
 def test_model_tab_profiles_and_gpu_counts_match_the_engine():
-    from nava_core import memory
-    from nava_core.parallel import valid_gpu_counts
+    from nava_core import profiles
+    from nava_core.config import valid_gpu_counts
 
-    assert E.ENGINE_PROFILES == tuple(memory.PROFILE_NAMES)
-    assert E.MEMORY_PROFILES[0] == "auto"
+    assert E.MEMORY_PROFILES == profiles.CHOICES and E.MEMORY_PROFILES[0] == "auto"
     for alias in E.PROFILE_ALIASES:
-        assert E.canonical_profile(alias) == memory.ALIASES[alias]
+        assert E.canonical_profile(alias) == profiles.ALIASES[alias]
+    with pytest.raises(profiles.MemoryProfileError, match="choose one of auto, resident"):
+        E.canonical_profile("turbo")  # refused, never silently "auto"
     for n in (1, 2, 3, 5, 8):
-        assert E.valid_gpu_counts(n) == valid_gpu_counts(24, available=n)
+        assert E.valid_gpu_counts(n) == valid_gpu_counts(n)
     assert E.valid_gpu_counts(5) == [1, 2, 3, 4]
 
 
@@ -133,7 +134,7 @@ def test_estimate_is_labelled_and_grows_with_steps():
 
 
 def test_download_size_is_computed_from_the_release_layout():
-    from nava_core.weights.sets import RELEASE_LAYOUT
+    from nava_core.weights.layouts import RELEASE_LAYOUT
 
     total = sum(f.approx_bytes for f in RELEASE_LAYOUT.files) / 1e9
     text = E.download_size_text()
@@ -141,7 +142,7 @@ def test_download_size_is_computed_from_the_release_layout():
 
 
 def _release_like(folder: Path, skip: tuple[str, ...] = ()) -> Path:
-    from nava_core.weights.sets import RELEASE_LAYOUT
+    from nava_core.weights.layouts import RELEASE_LAYOUT
 
     for f in RELEASE_LAYOUT.files:
         if f.component in skip:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from nava_core.config import NAVAConfig
 from nava_core.model import WanAVModel
-from nava_core.weights.checkpoint import init_golden_weights
+from nava_core.weights.tiny import init_golden_weights
 
 GOLDEN = "nava_golden"
 

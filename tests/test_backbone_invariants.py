@@ -8,7 +8,7 @@ import torch
 
 from nava_core.config import NAVAConfig
 from nava_core.model import WanAVModel
-from nava_core.weights.checkpoint import init_golden_weights
+from nava_core.weights.tiny import init_golden_weights
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ from diffusers import WanTransformer3DModel
 
 from nava_core.config import NAVAConfig
 from nava_core.model import WanAVModel
-from nava_core.weights.checkpoint import NEW_IN_NAVA, init_golden_weights, nava_to_wan22, wan22_to_nava
+from nava_core.weights.checkpoint import NEW_IN_NAVA, nava_to_wan22, wan22_to_nava
+from nava_core.weights.tiny import init_golden_weights
 
 # Official Wan2.2 block layout -> diffusers (same rules as diffusers' convert_wan_to_diffusers.py).
 _TOP = {

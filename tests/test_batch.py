@@ -15,7 +15,6 @@ from nava_core.batch import (
     BatchError,
     BatchItem,
     expand_batch,
-    estimate_total_seconds,
 )
 from nava_core.jobs import JobQueue
 from nava_core.request import RenderRequest
@@ -118,13 +117,15 @@ def test_zip_bundle_with_traversal_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_estimate_scales_with_steps_tokens_and_branches() -> None:
-    base = RenderRequest(prompt="x", steps=10, width=1280, height=704, seconds=6.0)
-    one = estimate_total_seconds([base], 1e-6)
-    assert one == pytest.approx(10 * (32560 + 152) * 3 * 1e-6)  # cond + text CFG + align, no voices
-    assert estimate_total_seconds([base, base.replace(steps=20)], 1e-6) == pytest.approx(3 * one)
+def test_batch_estimate_is_the_one_estimator_summed_over_jobs() -> None:
+    from nava_core.estimate import render_seconds
+
+    base = RenderRequest(prompt="x", steps=10, width=160, height=96, seconds=1.0)
     planned = expand_batch(BatchDefinition(name="e", items=[BatchItem(request=base.to_dict(), seeds=4)]))
-    assert estimate_total_seconds(planned, 1e-6) == pytest.approx(4 * one)
+    assert len(planned) == 4
+    one = render_seconds(base, tiny=True)
+    assert sum(render_seconds(j.request, tiny=True) for j in planned) == pytest.approx(4 * one)
+    assert render_seconds(base.replace(steps=20), tiny=True) > one
 
 
 def test_planned_jobs_queue_with_labels(tmp_path: Path) -> None:

@@ -13,13 +13,13 @@ from nava_core.model import WanAVModel
 from nava_core.weights.checkpoint import (
     NEW_IN_NAVA,
     CheckpointError,
-    init_golden_weights,
     load_backbone,
     load_backbone_state_dict,
     nava_to_wan22,
     save_backbone_checkpoint,
     wan22_to_nava,
 )
+from nava_core.weights.tiny import init_golden_weights
 
 CFG = NAVAConfig.tiny("fp32")
 

@@ -10,13 +10,10 @@ import torch
 
 from nava_core import memory
 from nava_core.config import NAVAConfig
-from nava_core.fp8 import FP8_DTYPE, Float8Linear, dequantized_state_dict, load_backbone_fp8, quantize_blocks
+from nava_core.fp8 import FP8_DTYPE, Float8Linear, dequantized_state_dict, quantize_blocks
 from nava_core.request import RenderRequest
-from nava_core.weights.checkpoint import (
-    init_golden_weights,
-    load_backbone_state_dict,
-    save_backbone_checkpoint,
-)
+from nava_core.weights.checkpoint import load_backbone_fp8, load_backbone_state_dict, save_backbone_checkpoint
+from nava_core.weights.tiny import init_golden_weights
 
 REQ = RenderRequest(prompt="a dog barks <S>woof<E>", width=160, height=96, seconds=0.5, steps=2, precision="fp32",
                     seed=3)
@@ -130,12 +127,12 @@ def test_fp8_profile_renders_release_fp8_file(tiny_weights, tmp_path) -> None:
 
 
 def test_convert_once_then_load_equals_converting_at_load(tmp_path) -> None:
-    from nava_core.fp8 import convert_checkpoint_to_fp8
+    from nava_core.weights.checkpoint import convert_checkpoint_to_fp8
 
     cfg = NAVAConfig.tiny("fp32")
     src = save_backbone_checkpoint(init_golden_weights(cfg, seed=4), tmp_path / "NAVA.safetensors")
     dst = convert_checkpoint_to_fp8(src, tmp_path / "NAVA_fp8.safetensors")
-    from nava_core.memory import param_counts
+    from nava_core.estimate import param_counts
 
     saved = src.stat().st_size - dst.stat().st_size  # 3 bytes per block matrix element (fp32 -> fp8)
     assert abs(saved - 3 * param_counts(cfg).block_linear) < 50_000  # headers differ slightly

@@ -1,19 +1,22 @@
-"""Memory profiles: automatic choice, estimates calibrated to the release, and that offload profiles
-attach their hooks and render exactly what the resident profile renders (tiny pipeline, CPU)."""
+"""Memory profiles (the one table in nava_core.profiles): automatic choice, refusal of unknown names,
+estimates (nava_core.estimate) calibrated to the release, and that offload profiles attach their hooks and
+render exactly what the resident profile renders (tiny pipeline, CPU)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nava_core import memory
+from nava_core import estimate as E
+from nava_core import memory, profiles
 from nava_core.config import GuidanceScales
-from nava_core.memory import MEMORY_PROFILES, MemoryProfileError, choose_profile, estimate
-from nava_core.request import RenderRequest
+from nava_core.estimate import estimate
+from nava_core.profiles import MEMORY_PROFILES, MemoryProfileError, choose_profile
+from nava_core.request import RenderRequest, RequestError
 
 GB = 1e9
-H100 = memory.GPUInfo(0, "NVIDIA H100 80GB HBM3", 85_031_714_816, memory.bf16_peak_flops("NVIDIA H100 80GB HBM3"))
-RTX4090 = memory.GPUInfo(0, "NVIDIA GeForce RTX 4090", 25_386_352_640, memory.bf16_peak_flops("RTX 4090"))
+H100 = E.GPUInfo(0, "NVIDIA H100 80GB HBM3", 85_031_714_816, E.bf16_peak_flops("NVIDIA H100 80GB HBM3"))
+RTX4090 = E.GPUInfo(0, "NVIDIA GeForce RTX 4090", 25_386_352_640, E.bf16_peak_flops("RTX 4090"))
 SPEAKER_REQ = RenderRequest(prompt="a man says <S>hello there<E>", speaker_wavs=("voice.wav",))
 
 
@@ -26,10 +29,16 @@ def test_choose_profile_by_card_size() -> None:
 
 
 def test_profile_names_aliases_and_refusal() -> None:
-    assert memory.resolve_profile_name("low") == "fp8"
-    assert memory.resolve_profile_name("auto", None) == "resident"
-    with pytest.raises(MemoryProfileError, match="unknown memory profile"):
-        memory.resolve_profile_name("turbo")
+    assert profiles.resolve_profile_name("low") == "fp8"
+    assert profiles.resolve_profile_name("auto", None) == "resident"
+    assert profiles.canonical_profile(" Balanced ") == "t5_offload" and profiles.canonical_profile(None) == "auto"
+    for refuse in (profiles.resolve_profile_name, profiles.canonical_profile):
+        with pytest.raises(MemoryProfileError, match="unknown memory profile 'turbo'; choose one of auto, resident, "
+                                                     "t5_offload, fp8, group_offload"):
+            refuse("turbo")
+    with pytest.raises(RequestError, match="unknown memory profile 'turbo'; choose one of auto"):
+        RenderRequest(prompt="x", memory_profile="turbo")
+    assert RenderRequest(prompt="x", memory_profile="low").memory_profile == "low"
 
 
 @pytest.mark.parametrize("name", list(MEMORY_PROFILES))
@@ -64,8 +73,8 @@ def test_estimate_follows_branches_gpus_and_size() -> None:
     assert slow_card.seconds_per_step > estimate(SPEAKER_REQ, "fp8", 1, gpu=H100).seconds_per_step * 5
     sizes = [estimate(SPEAKER_REQ, p, 1, gpu=H100).peak_vram_bytes for p in ("resident", "t5_offload", "fp8")]
     assert sizes == sorted(sizes, reverse=True)
-    assert memory.fits(estimate(SPEAKER_REQ, "fp8", 8, gpu=RTX4090), RTX4090)
-    assert not memory.fits(estimate(SPEAKER_REQ, "resident", 8, gpu=RTX4090), RTX4090)
+    assert estimate(SPEAKER_REQ, "fp8", 8, gpu=RTX4090).peak_vram_bytes < RTX4090.total_bytes
+    assert estimate(SPEAKER_REQ, "resident", 8, gpu=RTX4090).peak_vram_bytes > RTX4090.total_bytes
     with pytest.raises(ValueError, match="divide"):
         estimate(SPEAKER_REQ, "resident", 5, gpu=H100)
 
@@ -78,18 +87,17 @@ def test_estimate_with_request_only_uses_defaults() -> None:
 
 
 def test_detect_gpus_on_this_machine() -> None:
-    gpus = memory.detect_gpus()
+    gpus = E.detect_gpus()
     assert len(gpus) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
 
 
-def test_text_encoder_bits_need_cuda(tiny_weights) -> None:
-    from nava_core.pipeline import NAVAPipeline
-
-    if torch.cuda.is_available():
-        pytest.skip("the refusal is for CPU-only machines; CUDA is present")
-    pipe = NAVAPipeline.from_pretrained(tiny_weights, device="cpu", precision="fp32")
-    with pytest.raises(MemoryProfileError, match="needs a CUDA GPU"):
-        memory.apply_profile(pipe, "resident", text_encoder_bits=8)
+def test_tiny_cpu_estimate_grows_with_steps_size_and_branches() -> None:
+    base = RenderRequest(prompt="x", width=160, height=96, seconds=1.0, steps=4)
+    t = E.render_seconds(base, tiny=True)
+    assert t > 0 and E.render_seconds(base.replace(steps=8), tiny=True) > t
+    assert E.render_seconds(base.replace(width=320, height=192), tiny=True) > t
+    assert E.render_seconds(base.replace(guidance=GuidanceScales(0, 0, 0, 0, 0)), tiny=True) < t
+    assert E.render_seconds(base) == estimate(base).total_seconds  # real weights: the calibrated model
 
 
 # ---- offload changes where weights live, not the result ---------------------------------------
@@ -143,12 +151,12 @@ def test_param_counts_match_the_model() -> None:
     from nava_core.config import NAVAConfig
     from nava_core.model import WanAVModel
 
-    assert memory.param_counts(NAVAConfig.release()).total == 6_296_995_520  # NAVA_SPEC.md 1
-    assert memory.param_counts(NAVAConfig.release()).block_max == 239_209_472  # one double block
+    assert E.param_counts(NAVAConfig.release()).total == 6_296_995_520  # NAVA_SPEC.md 1
+    assert E.param_counts(NAVAConfig.release()).block_max == 239_209_472  # one double block
     cfg = NAVAConfig.tiny()
     with torch.device("meta"):
         model = WanAVModel(cfg)
-    pc = memory.param_counts(cfg)
+    pc = E.param_counts(cfg)
     assert pc.total == sum(p.numel() for p in model.parameters())
     assert pc.block_linear == sum(p.numel() for n, p in model.named_parameters()
                                   if n.startswith(("double_", "single_")) and p.ndim == 2)

@@ -17,16 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from nava_core.config import NAVAConfig, pixel_frames
-from nava_core.parallel import (
-    GroupConfig,
-    UlyssesContext,
-    WorkerGroup,
-    WorkerGroupError,
-    _free_port,
-    enable_ulysses,
-    valid_gpu_counts,
-)
+from nava_core.config import NAVAConfig, pixel_frames, valid_gpu_counts
+from nava_core.ulysses import UlyssesContext, enable_ulysses
+from nava_core.workers import GroupConfig, WorkerGroup, WorkerGroupError, _free_port
 from nava_core.progress import CancelToken, ProgressEvent, RenderCancelled
 from nava_core.request import RenderRequest
 
@@ -52,7 +45,7 @@ def _inputs(seed: int) -> list[dict]:
 
 def _model(precision: str):
     from nava_core.model import WanAVModel
-    from nava_core.weights.checkpoint import init_golden_weights
+    from nava_core.weights.tiny import init_golden_weights
 
     cfg = NAVAConfig.tiny(precision)
     model = WanAVModel(cfg)
@@ -101,9 +94,10 @@ def _max_diff(a, b) -> float:
 
 
 def test_valid_gpu_counts() -> None:
-    assert valid_gpu_counts(24, 8) == [1, 2, 3, 4, 6, 8]
-    assert valid_gpu_counts(24, 5) == [1, 2, 3, 4]
-    assert valid_gpu_counts(2, 8) == [1, 2]
+    assert valid_gpu_counts(8) == [1, 2, 3, 4, 6, 8]
+    assert valid_gpu_counts(5) == [1, 2, 3, 4]
+    assert valid_gpu_counts(8, num_heads=2) == [1, 2]
+    assert valid_gpu_counts() == [1, 2, 3, 4, 6, 8, 12, 24]
     with pytest.raises(ValueError, match="divide"):
         enable_ulysses(_model("fp32"), UlyssesContext(3, 0))
 
@@ -203,14 +197,17 @@ def test_torchrun_entry_point_writes_the_render(tiny_weights, tmp_path) -> None:
     req.write_text(REQ.to_json(), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD), "-m", "nava_core.parallel",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(WORLD), "-m", "nava_core.torchrun",
          "--weights", str(tiny_weights), "--out", str(tmp_path / "out"), "--precision", "fp32",
          "--memory-profile", "resident", "--timeout", "60", str(req)],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     from nava_core.export import probe, read_request
 
-    mp4 = tmp_path / "out" / "000_clip.mp4"
+    mp4s = list((tmp_path / "out").glob("*.mp4"))  # written by the one output writer (render_to_files)
+    assert len(mp4s) == 1 and proc.stdout.strip() == str(mp4s[0])
+    mp4 = mp4s[0]
+    assert mp4.with_suffix(".json").is_file() and mp4.with_suffix(".wav").is_file()
     info = probe(mp4)
     assert (info.frames, info.width, info.height, info.channels) == (pixel_frames(REQ.latent_frames), 160, 96, 2)
     assert RenderRequest.from_json(read_request(mp4)) == REQ

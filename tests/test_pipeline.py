@@ -200,7 +200,7 @@ def test_audio_mode_renders_wav_of_requested_length(tiny_pipe, voices, tmp_path)
 
 
 def test_weight_report_for_empty_and_tiny(tmp_path, tiny_weights):
-    from nava_core.weights.sets import inspect_weights
+    from nava_core.weights.layouts import inspect_weights
 
     empty = inspect_weights(tmp_path)
     assert not empty.complete and len(empty.missing) == 6

@@ -87,24 +87,17 @@ def test_duration_is_found_on_a_job_object_and_falls_back_without_a_request(fake
     assert plain(5) == 5 and fake_spaces.calls[1]["asked"] == zerogpu.MAX_DURATION_S
 
 
-def test_fallback_rule_grows_with_steps_duration_and_branches(monkeypatch):
+def test_duration_comes_from_the_one_estimator_and_grows_with_steps_duration_and_branches():
     from nava_core.config import GuidanceScales
+    from nava_core.estimate import estimate
 
-    base = zerogpu.fallback_render_seconds(_req(seconds=2.0, steps=10))
-    assert base > 0
-    assert zerogpu.fallback_render_seconds(_req(seconds=2.0, steps=20)) == pytest.approx(2 * base)
-    assert zerogpu.fallback_render_seconds(_req(seconds=4.0, steps=10)) > base
-    fewer = GuidanceScales(video=0.0, audio=0.0, video_align=0.0, audio_align=0.0, timbre=0.0)
-    assert zerogpu.fallback_render_seconds(_req(seconds=2.0, steps=10, guidance=fewer)) < base
-    # the fallback is what gpu_duration uses when the memory estimate is unavailable
-    import nava_core.memory as memory
-
-    def broken(*a, **k):
-        raise RuntimeError("no estimate")
-
-    monkeypatch.setattr(memory, "estimate", broken)
     r = _req(seconds=2.0, steps=10)
-    assert zerogpu.estimated_render_seconds(r) == zerogpu.fallback_render_seconds(r)
+    base = zerogpu.estimated_render_seconds(r)
+    assert base == estimate(r, gpus=1).total_seconds > 0
+    assert zerogpu.estimated_render_seconds(_req(seconds=2.0, steps=20)) == pytest.approx(2 * base)
+    assert zerogpu.estimated_render_seconds(_req(seconds=4.0, steps=10)) > base
+    fewer = GuidanceScales(video=0.0, audio=0.0, video_align=0.0, audio_align=0.0, timbre=0.0)
+    assert zerogpu.estimated_render_seconds(_req(seconds=2.0, steps=10, guidance=fewer)) < base
 
 
 def test_without_spaces_the_function_is_returned_unchanged(monkeypatch):

@@ -37,7 +37,7 @@ def attention(
     key_mask [B, Lk] (bool, True = real token) hides padded keys; queries are never masked (padded
     query rows are computed and discarded by the caller). q/k/v share v's dtype, like the release.
     """
-    if hasattr(parallel_config, "shard"):  # nava_core.parallel.UlyssesContext: all-to-all around this call
+    if hasattr(parallel_config, "shard"):  # nava_core.ulysses.UlyssesContext: all-to-all around this call
         return parallel_config.attention(query, key, value, key_mask)
     query = query.to(value.dtype)
     key = key.to(value.dtype)

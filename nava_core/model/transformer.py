@@ -56,7 +56,7 @@ class WanAVModel(nn.Module):
         )
         self.head = Head(c.dim, math.prod(c.patch_size) * c.vid_out_dim, c.eps)
         self.head_audio = Head(c.dim, c.audio_out_dim, c.eps)
-        self.sequence_parallel = None  # a nava_core.parallel.UlyssesContext when run sequence-parallel
+        self.sequence_parallel = None  # a nava_core.ulysses.UlyssesContext when run sequence-parallel
 
     @property
     def precision(self) -> str:

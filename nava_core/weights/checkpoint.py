@@ -1,4 +1,4 @@
-"""Backbone checkpoints: the release file format, the Wan2.2-TI2V-5B key map, golden-fixture weights.
+"""Backbone checkpoints: the release file format (full precision and fp8), the Wan2.2-TI2V-5B key map.
 
 A release checkpoint is a safetensors file (or a torch `{"state_dict": ...}` file) whose keys carry a
 `backbone.` prefix; after stripping it the keys are exactly `WanAVModel`'s (NAVA_SPEC.md section 3).
@@ -14,23 +14,22 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nava_core.config import NAVAConfig
+from nava_core.fp8 import (
+    FP8_DTYPE,
+    SCALE_DTYPE,
+    SCALE_SUFFIX,
+    Float8Linear,
+    dequantize_state_dict,
+    has_fp8_tensors,
+    quantize_blocks,
+    quantize_weight,
+)
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "backbone."
-FP8_DTYPE = torch.float8_e4m3fn
 # Parts of NAVA that have no Wan2.2 counterpart (trained from scratch by the release).
 NEW_IN_NAVA = ("patch_embedding_audio.", "speaker_embedding.", "head_audio.")
-# Golden init rule (tests/data/nava_golden/spec.json `norm_suffixes`).
-GOLDEN_NORM_SUFFIXES = (
-    "norm_q.weight",
-    "norm_k.weight",
-    "norm_q_audio.weight",
-    "norm_k_audio.weight",
-    "norm3.weight",
-    "speaker_embedding.net.0.weight",
-    "speaker_embedding.out_norm.weight",
-)
 
 
 class CheckpointError(ValueError):
@@ -97,8 +96,6 @@ def load_backbone(
     """Build `WanAVModel(config)` without allocating random weights and load `path` strictly."""
     from nava_core.model import WanAVModel
 
-    from nava_core.fp8 import dequantize_state_dict, has_fp8_tensors
-
     state = load_backbone_state_dict(path)
     if has_fp8_tensors(state):  # an fp8 file (e.g. NAVA_fp8.safetensors) under a full-precision profile
         state = dequantize_state_dict(state)
@@ -120,8 +117,6 @@ def save_backbone_checkpoint(state_dict: dict[str, torch.Tensor], path: str | Pa
     float8_e4m3fn plus a bf16 `weight_scale` per layer, as the release's `NAVA_fp8.safetensors`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from nava_core.fp8 import SCALE_SUFFIX, quantize_weight
-
     out = {}
     for k, v in state_dict.items():
         v = v.detach().cpu().contiguous()
@@ -185,34 +180,47 @@ def nava_to_wan22(state_dict: dict[str, torch.Tensor], config: NAVAConfig) -> di
     return out
 
 
-def golden_key_shapes(config: NAVAConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """The model's keys in registration order (= the golden fixture's key order) with shapes."""
+def load_backbone_fp8(path: str | Path, config: NAVAConfig, device: str | torch.device = "cpu",
+                      compute_dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Load a backbone file straight into fp8 block storage, never holding full-precision blocks on `device`.
+
+    Works for `NAVA_fp8.safetensors` (fp8 tensors are assigned as they are) and for bf16/fp32
+    checkpoints (block matrices are converted once, on the CPU, before moving). Non-block tensors stay
+    float32, as in the release's fp8 file.
+    """
     from nava_core.model import WanAVModel
 
+    device = torch.device(device)
+    compute_dtype = compute_dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    state = load_backbone_state_dict(path)
     with torch.device("meta"):
         model = WanAVModel(config)
-    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    check_state_dict(dequantize_state_dict(state) if has_fp8_tensors(state) else state, model, str(path))
+    quantize_blocks(model, compute_dtype)
+    moved = {}
+    for key, module in model.named_modules():
+        if isinstance(module, Float8Linear):
+            w = state[f"{key}.weight"]
+            scale = state.get(f"{key}.{SCALE_SUFFIX}")
+            if w.dtype != FP8_DTYPE:  # a bf16/fp32 file: quantise once, here, on the CPU
+                w, scale = quantize_weight(w)
+            elif scale is None:  # an fp8 file without scales: the weights are the values
+                scale = torch.ones(w.shape[0], 1, dtype=SCALE_DTYPE)
+            elif scale.numel() not in (1, w.shape[0]):
+                raise ValueError(f"{path}: {key}.{SCALE_SUFFIX} has shape {tuple(scale.shape)}, which does not "
+                                 f"scale a {tuple(w.shape)} weight per tensor or per output row")
+            moved[f"{key}.weight"] = w.to(device)
+            moved[f"{key}.{SCALE_SUFFIX}"] = scale.to(SCALE_DTYPE).reshape(-1, 1).expand(w.shape[0], 1).contiguous().to(device)
+    for k, v in state.items():
+        if k not in moved and not k.endswith("." + SCALE_SUFFIX):
+            moved[k] = v.to(torch.float32).to(device)
+    model.load_state_dict(moved, strict=True, assign=True)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
 
 
-def init_golden_weights(config: NAVAConfig, seed: int) -> dict[str, torch.Tensor]:
-    """Seeded weights by the golden fixture's rule (spec.json `init_rule`), in key order.
-
-    One generator for all keys; z ~ N(0,1): bias 0.05z, norm weights 1+0.1z, modulation 0.1z,
-    null_token z, other weights z / sqrt(fan_in) with fan_in = numel / shape[0].
-    """
-    g = torch.Generator().manual_seed(seed)
-    out: dict[str, torch.Tensor] = {}
-    for key, shape in golden_key_shapes(config):
-        z = torch.randn(shape, generator=g, dtype=torch.float32)
-        if key.endswith(".bias"):
-            v = 0.05 * z
-        elif key.endswith(GOLDEN_NORM_SUFFIXES):
-            v = 1 + 0.1 * z
-        elif key.endswith("modulation"):
-            v = 0.1 * z
-        elif key.endswith("null_token"):
-            v = z
-        else:
-            v = z / (z.numel() / shape[0]) ** 0.5
-        out[key] = v
-    return out
+def convert_checkpoint_to_fp8(src: str | Path, dst: str | Path) -> Path:
+    """Write the release's fp8 layout (`NAVA_fp8.safetensors`) from a bf16/fp32 backbone file, once,
+    so later loads read 1 byte per block weight instead of converting at every start."""
+    return save_backbone_checkpoint(load_backbone_state_dict(src), dst, fp8=True)
