@@ -218,15 +218,14 @@ def valid_gpu_counts(available: int | None = None) -> list[int]:
 def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: int | None = None) -> str:
     """Peak VRAM, s/step and total time from `nava_core.estimate`, labelled as an estimate; '' when the
     request cannot be estimated (e.g. a GPU count that does not divide the heads)."""
-    from nava_core.estimate import estimate
+    from nava_core.estimate import duration_text, estimate
 
     try:
         est = estimate(request, profile=profile, gpus=gpus)
     except ValueError as e:  # an estimate is advisory: the render itself reports what is wrong
         log.debug("no estimate: %s", e)
         return ""
-    total = est.total_seconds
-    total_text = f"~{total / 60:.1f} min in total" if total >= 60 else f"~{total:.1f} s in total"
+    total_text = f"~{duration_text(est.total_seconds)} of denoising in total"
     return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
             f"~{est.seconds_per_step:.2g} s/step, {total_text} "
             f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
