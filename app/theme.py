@@ -13,6 +13,8 @@ CSS = """
 .nava-msg {margin-top: 6px; font-family: ui-monospace, monospace; font-size: 13px;}
 .nava-status-failed .nava-msg, .nava-status-cancelled .nava-msg {color: #b91c1c;}
 .nava-lint {font-size: 13px;}
+.nava-model-error {border: 2px solid #dc2626; background: #fef2f2; color: #7f1d1d; border-radius: 8px;
+  padding: 8px 12px; font-size: 14px;}
 .nava-voice-drop {min-height: 180px;}
 .nava-beat-kind input, .nava-beat-rate input {min-width: 64px;}
 .nava-lint-error {color: #b91c1c;}

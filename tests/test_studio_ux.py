@@ -1,0 +1,46 @@
+"""Issue 14 pieces that need no browser: Model-tab wording and buttons, builder row merging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def test_model_tab_download_error_is_plain_and_use_is_not_primary_for_an_incomplete_folder(tmp_path: Path,
+                                                                                          monkeypatch) -> None:
+    from nava_core.weights import download
+    from app.model_tab import button_variants, error_box
+
+    use, dl = button_variants(str(tmp_path / "empty"))
+    assert use["variant"] == "secondary" and dl["variant"] == "primary"
+
+    def offline(**_kw):
+        raise OSError("LocalEntryNotFoundError: ConnectError [Errno -3]")
+
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(download.HubUnreachableError) as err:
+        download.download_weights(tmp_path / "w")
+    box = error_box(str(err.value))
+    assert "cannot reach the Hugging Face Hub" in box and "press Download again" in box
+    assert "LocalEntryNotFoundError" not in box and "ConnectError" not in box
+
+
+def test_merge_rows_lays_complete_field_values_over_the_state() -> None:
+    from app.studio_rows_pool import BEAT_FIELDS, CAST_FIELDS, MAX_BEATS, MAX_CAST, merge_rows
+
+    beats = [{"kind": "line", "text": "old", "speaker": "A", "pause": 0.7,
+              "delivery": {"emotion": "", "rate": "normal", "volume": "loud"}, "seconds": 0.0}]
+    cast = [{"id": "A", "name": "", "voice": "", "voice_file": "/v/mia.wav"}]
+    values = [None] * (MAX_BEATS * BEAT_FIELDS + MAX_CAST * CAST_FIELDS)
+    values[:5] = ["line", "A", "I am annoyed", "annoyed", "fast"]
+    base = MAX_BEATS * BEAT_FIELDS
+    values[base:base + 3] = ["A", "Mia", "bright"]
+    b, c = merge_rows(beats, cast, values)
+    assert b[0]["text"] == "I am annoyed" and b[0]["delivery"] == {"emotion": "annoyed", "rate": "fast",
+                                                                    "volume": "loud"}
+    assert b[0]["pause"] == 0.7 and c[0] == {"id": "A", "name": "Mia", "voice": "bright", "voice_file": "/v/mia.wav"}
+    assert beats[0]["text"] == "old"  # the state itself is never mutated
