@@ -21,7 +21,8 @@ CSS = """
 .nava-lint-warning {color: #b45309;}
 .nava-timeline {position: relative; font-size: 12px; border: 1px solid #d1d5db; border-radius: 8px; padding: 8px;}
 .nava-lane {position: relative; height: 30px; margin: 4px 0 4px 70px; background: #f3f4f6; border-radius: 4px;}
-.nava-lane-label {position: absolute; left: -70px; width: 66px; top: 6px; text-align: right; font-weight: 600;}
+.nava-lane-label {position: absolute; left: -70px; width: 66px; top: 6px; text-align: right; font-weight: 600;
+  overflow: hidden; white-space: nowrap; text-overflow: ellipsis;}
 .nava-clip {position: absolute; top: 3px; height: 24px; border-radius: 4px; color: #fff; padding: 2px 6px;
   overflow: hidden; white-space: nowrap; text-overflow: ellipsis; box-sizing: border-box; cursor: grab;}
 .nava-clip.nava-over {outline: 2px solid #dc2626;}

@@ -44,3 +44,13 @@ def test_merge_rows_lays_complete_field_values_over_the_state() -> None:
                                                                     "volume": "loud"}
     assert b[0]["pause"] == 0.7 and c[0] == {"id": "A", "name": "Mia", "voice": "bright", "voice_file": "/v/mia.wav"}
     assert beats[0]["text"] == "old"  # the state itself is never mutated
+
+
+def test_timeline_lanes_are_labelled_with_cast_names() -> None:
+    from app import builder as B
+    from app.timeline_view import timeline_html
+
+    project = B.default_state()["project"]  # cast A = Mia, B = Tom
+    page = timeline_html(project, 6.0)
+    assert '<span class="nava-lane-label" title="Mia (speaker A)">Mia</span>' in page
+    assert ">Tom</span>" in page and ">A</span>" not in page
