@@ -29,4 +29,23 @@ CSS = """
 .nava-axis {position: relative; height: 16px; margin-left: 70px; color: #6b7280;}
 .nava-tick {position: absolute; top: 0; font-size: 11px;}
 .nava-end {position: absolute; top: 0; bottom: 0; border-left: 2px dashed #dc2626;}
+/* Render is always reachable: the Studio tab's action bar stays at the bottom of the window */
+#nava-actions {position: sticky; bottom: 0; z-index: 40; background: var(--background-fill-primary, #fff);
+  border-top: 1px solid #d1d5db; padding: 6px 8px; margin: 0 -8px; box-shadow: 0 -4px 12px rgba(0,0,0,.06);}
+#nava-actions .nava-progress {min-height: 0; padding: 4px 8px;}
+#nava-queue table {width: 100%; border-collapse: collapse; font-size: 13px;}
+#nava-queue td, #nava-queue th {padding: 2px 6px; border-bottom: 1px solid #e5e7eb; text-align: left;}
+#nava-queue .nava-mine {font-weight: 600;}
+#nava-queue button {font-size: 12px; padding: 1px 8px; border: 1px solid #dc2626; color: #b91c1c;
+  border-radius: 6px; background: #fff; cursor: pointer;}
+#nava-preview img {image-rendering: pixelated; max-width: 100%;}
+/* History thumbnails at their size in their box, never blown up */
+#history-gallery .thumbnail-item, #history-gallery button {max-height: 180px;}
+#history-gallery img {max-height: 170px; width: auto !important; height: auto !important; object-fit: contain;}
+#timeline-status {min-height: 0;}
+@media (max-width: 640px) {
+  #nava-actions {margin: 0 -4px;}
+  .nava-lane {margin-left: 52px;}
+  .nava-lane-label {left: -52px; width: 48px;}
+}
 """
