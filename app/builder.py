@@ -184,18 +184,15 @@ def compile_state(state: dict[str, Any]) -> Compiled:
 
 
 def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
-    """Findings as plain dicts (severity, where, message, fix); empty when prompt_builder has no lint yet."""
+    """Findings as plain dicts (severity, where, message, fix) from prompt_builder's lint."""
     project = project_of(state)
     seconds = effective_seconds(state)
     out: list[dict[str, str]] = []
-    lint_project = getattr(pb, "lint_project", None)
-    lint_text = getattr(pb, "lint_text", None)
     settings = state.get("settings") or {}
-    findings: list[Any] = []
-    if settings.get("prompt_manual") and (settings.get("prompt_text") or "").strip() and lint_text:
-        findings = list(lint_text(settings["prompt_text"], seconds))
-    elif lint_project:
-        findings = list(lint_project(project, seconds))
+    if settings.get("prompt_manual") and (settings.get("prompt_text") or "").strip():
+        findings = list(pb.lint_text(settings["prompt_text"], seconds))
+    else:
+        findings = list(pb.lint_project(project, seconds))
     for f in findings:
         out.append({"severity": str(getattr(f, "severity", "warning")), "where": str(getattr(f, "where", "")),
                     "message": str(getattr(f, "message", f)), "fix": str(getattr(f, "fix", "") or "")})

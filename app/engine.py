@@ -1,14 +1,11 @@
 """The one seam between the studio and the engine: every call into nava_core goes through here.
 
-Nothing else in `app/` imports engine internals or touches tensors. The engine lands in parallel with
-the studio, so each entry point imports its engine module lazily and turns an absent module into an
-`EngineUnavailable` message instead of a crash: the studio always starts, and the Model tab says what
-is missing.
+Nothing else in `app/` imports engine internals or touches tensors. Heavy engine modules (torch,
+diffusers) are imported inside the calls that need them, so the page is served before any of them.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import subprocess
@@ -35,28 +32,6 @@ PRECISIONS: tuple[str, ...] = ("nava", "fp32")
 RELEASE_REPO = "ernie-research/NAVA"
 
 
-class EngineUnavailable(RuntimeError):
-    """An engine module this action needs is not installed in this build."""
-
-
-def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as e:
-        raise EngineUnavailable(
-            f"This build has no {name} yet ({e}); the studio runs, but this action needs the engine. "
-            "Update NAVA Studio (git pull) and restart."
-        ) from e
-
-
-def has_module(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-        return True
-    except ImportError:
-        return False
-
-
 # ---- weights -------------------------------------------------------------------------------------
 
 
@@ -75,13 +50,11 @@ class WeightStatus:
 
 def weight_status(folder: str | Path) -> WeightStatus:
     """Inspect a weights folder (present / missing files) without loading anything."""
+    from nava_core.weights.layouts import inspect_weights
+
     folder = Path(folder).expanduser()
     try:
-        sets = _module("nava_core.weights.layouts")
-    except EngineUnavailable as e:
-        return WeightStatus(str(folder), False, [], ["(weight inspection is not available)"], str(e))
-    try:
-        report = sets.inspect_weights(folder)
+        report = inspect_weights(folder)
     except Exception as e:  # noqa: BLE001 - an unreadable folder is reported, not raised
         return WeightStatus(str(folder), False, [], [f"cannot inspect {folder}: {e}"], f"cannot inspect {folder}: {e}")
     missing = [f"{m.spec.description} ({m.spec.path})" for m in report.missing]
@@ -91,32 +64,27 @@ def weight_status(folder: str | Path) -> WeightStatus:
 
 def download_size_text() -> str:
     """'about 40 GB (about 46 GB with the fp8 backbone)', from the release layout's approximate sizes."""
-    try:
-        sets = _module("nava_core.weights.layouts")
-    except EngineUnavailable:
-        return "tens of GB"
-    files = sets.RELEASE_LAYOUT.files
-    default = sum(f.approx_bytes for f in files)  # download_weights' default: bf16/fp32 backbone, no fp8 file
-    backbone = sets.RELEASE_LAYOUT.file_for("backbone").approx_bytes
+    from nava_core.weights.layouts import RELEASE_LAYOUT
+
+    default = sum(f.approx_bytes for f in RELEASE_LAYOUT.files)  # download default: no fp8 file
+    backbone = RELEASE_LAYOUT.file_for("backbone").approx_bytes
     fp8 = backbone / 4  # the fp8 file stores ~1 byte per parameter where the master file stores 4
     return f"about {default / 1e9:.0f} GB (about {(default + fp8) / 1e9:.0f} GB with the optional fp8 backbone)"
 
 
 def download_speaker_encoder(progress: Callable[[str, float], None] | None = None) -> Path:
     """Fetch the ReDimNet checkpoint into the torch.hub cache, where every weights folder finds it."""
-    download = _module("nava_core.weights.download")
-    layouts = _module("nava_core.weights.layouts")
-    return download.download_speaker_encoder(layouts.torch_hub_checkpoint_path(), progress)
+    from nava_core.weights.download import download_speaker_encoder
+    from nava_core.weights.layouts import torch_hub_checkpoint_path
+
+    return download_speaker_encoder(torch_hub_checkpoint_path(), progress)
 
 
 def hub_snapshot_folder() -> Path | None:
     """The release's snapshot in the local Hugging Face cache (a Space's `preload_from_hub`), if any."""
-    try:
-        snap = _module("nava_core.weights.download").hub_snapshot()
-    except Exception as e:  # noqa: BLE001 - no snapshot is the common case
-        log.debug("no Hub snapshot: %s", e)
-        return None
-    return Path(snap) if snap else None
+    from nava_core.weights.download import hub_snapshot
+
+    return hub_snapshot()
 
 
 def download_weights(folder: str | Path, progress: Callable[[str, float], None] | None = None) -> WeightStatus:
@@ -125,7 +93,9 @@ def download_weights(folder: str | Path, progress: Callable[[str, float], None] 
     `progress(message, fraction)`; raises the engine's HubUnreachableError with a message that says
     what to do when the Hub cannot be reached.
     """
-    _module("nava_core.weights.download").download_weights(Path(folder).expanduser(), progress=progress)
+    from nava_core.weights.download import download_weights as fetch
+
+    fetch(Path(folder).expanduser(), progress=progress)
     return weight_status(folder)
 
 
@@ -191,14 +161,8 @@ def tiny_banner(choice: WeightChoice) -> str:
 # ---- hardware ------------------------------------------------------------------------------------
 
 
-def detect_gpus(use_engine: bool = False) -> list[str]:
-    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast);
-    with `use_engine` the engine's memory module is asked first (imports torch: seconds)."""
-    if use_engine:
-        try:
-            return [str(g) for g in importlib.import_module("nava_core.estimate").detect_gpus()]
-        except ImportError:
-            pass
+def detect_gpus() -> list[str]:
+    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast)."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
@@ -247,29 +211,13 @@ class VoiceError(ValueError):
 
 def probe_voice(path: str | Path) -> VoiceInfo:
     """Decode a voice upload (any format) the way the engine will, to catch bad files at upload time."""
-    try:
-        audio_io = importlib.import_module("nava_core.components.audio_io")
-    except ImportError:
-        audio_io = None
-    if audio_io is not None:
-        try:
-            loaded = audio_io.load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
-        except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
-            raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
-        return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(getattr(loaded, "warnings", ()) or ()))
-    from app.media import decode_audio  # fallback until the engine's audio_io lands
+    from nava_core.components.audio_io import load_audio
 
     try:
-        samples, sr = decode_audio(path)
-    except Exception as e:  # noqa: BLE001
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is not a readable audio file ({e})") from e
-    duration = samples.shape[-1] / sr if sr else 0.0
-    if duration < 1.0:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is {duration:.2f} s long; use 3-10 s of speech")
-    if float(abs(samples).max(initial=0.0)) < 1e-4:
-        raise VoiceError(f"{Path(path).name} cannot be used as a voice: it is silent")
-    warnings = ("longer than 30 s: only the first 30 s are used",) if duration > 30 else ()
-    return VoiceInfo(duration, sr, warnings)
+        loaded = load_audio(str(path), sample_rate=16000, mono=True, max_seconds=30.0)
+    except Exception as e:  # noqa: BLE001 - AudioInputError and decoder errors alike
+        raise VoiceError(f"{Path(path).name} cannot be used as a voice: {e}") from e
+    return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings))
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -321,13 +269,9 @@ class Engine:
     def loaded(self) -> bool:
         return self._pipe is not None
 
-    def available(self) -> bool:
-        return has_module("nava_core.pipeline") and has_module("nava_core.render")
-
     def pipeline(self, progress: Callable[[ProgressEvent], None] | None = None) -> Any:
         with self._lock:
             if self._pipe is None:
-                pipeline = _module("nava_core.pipeline")
                 if progress:
                     progress(ProgressEvent("loading", message=self.label))
                 t0 = time.perf_counter()
@@ -337,8 +281,9 @@ class Engine:
                 from app.zerogpu import on_zerogpu
 
                 if self.gpus > 1:  # a Ulysses worker group: callable like the pipeline, one job at a time
-                    workers = _module("nava_core.workers")
-                    group = workers.WorkerGroup(workers.GroupConfig(
+                    from nava_core.workers import GroupConfig, WorkerGroup
+
+                    group = WorkerGroup(GroupConfig(
                         weights=str(self.choice.folder), world_size=self.gpus, precision=self.precision or "nava",
                         memory_profile=canonical_profile(self.memory_profile)))
                     group.start(wait=True)
@@ -346,7 +291,9 @@ class Engine:
                 else:
                     if on_zerogpu():  # load on the CPU; the wrapped render moves the weights to the GPU
                         kwargs["device"] = "cpu"
-                    self._pipe = pipeline.NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
+                    from nava_core.pipeline import NAVAPipeline
+
+                    self._pipe = NAVAPipeline.from_pretrained(self.choice.folder, **kwargs)
                 log.info("engine loaded (%s) in %.1f s", self.label, time.perf_counter() - t0)
             return self._pipe
 
@@ -367,14 +314,15 @@ class Engine:
 
     def _render_locked(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None,
                        cancel: CancelToken | None) -> RenderFiles:
-        render = _module("nava_core.render")
+        from nava_core.render import render_to_files
+
         t0 = time.perf_counter()
         pipe = self.pipeline(progress)
         _onto_gpu(pipe)
         t_load = time.perf_counter() - t0
         if cancel is not None:
             cancel.raise_if_cancelled()
-        outs = render.render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
+        outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
         sidecar = getattr(outs, "sidecar", None)
         req_path = Path(sidecar) if sidecar else Path(out_dir) / "request.json"
         if not req_path.exists():

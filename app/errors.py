@@ -28,8 +28,6 @@ def explain(exc: BaseException) -> str:
                 "shorten the clip, or use a smaller aspect bucket.")
     if name == "RenderCancelled":
         return "Cancelled; nothing was written."
-    if name == "EngineUnavailable":
-        return text
     if isinstance(exc, ImportError):
         return f"This build is missing part of the engine ({text}). What to do: update NAVA Studio (git pull) and restart."
     if isinstance(exc, FileNotFoundError):

@@ -1,4 +1,4 @@
-"""Small media helpers for the page: decode any audio upload, preview WAVs, thumbnails, waveform images.
+"""Small media helpers for the page: preview WAVs of uploads, thumbnails, waveform images.
 
 These work on files and numpy arrays only (PyAV, soundfile, Pillow); the engine's tensors never reach
 the studio. The waveform/spectrogram picture is what audio-only renders show instead of a video.
@@ -15,34 +15,16 @@ from PIL import Image, ImageDraw
 log = logging.getLogger(__name__)
 
 
-def decode_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode any audio container/codec PyAV can read to float32 [channels, samples] at its own rate."""
-    import av
-
-    chunks: list[np.ndarray] = []
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError("the file has no audio stream")
-        stream = container.streams.audio[0]
-        sr = stream.codec_context.sample_rate or stream.rate
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name if stream.layout else "mono", rate=sr)
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
-    if not chunks:
-        raise ValueError("the audio stream is empty")
-    return np.concatenate(chunks, axis=1).astype(np.float32), int(sr)
-
-
 def write_preview_wav(src: str | Path, dst: str | Path) -> Path:
-    """A 16-bit WAV copy of any upload, so every browser can play the voice back."""
+    """A 16-bit WAV copy of any upload at its own rate, so every browser can play the voice back: the
+    first 30 s (what the engine uses), decoded by the engine's one audio decoder (`audio_io`)."""
     import soundfile as sf
 
-    samples, sr = decode_audio(src)
+    from nava_core.components.audio_io import load_audio, probe_audio
+
+    audio = load_audio(src, sample_rate=probe_audio(src).sample_rate, mono=False, max_seconds=30.0)
     dst = Path(dst)
-    sf.write(str(dst), np.clip(samples.T, -1, 1), sr, subtype="PCM_16")
+    sf.write(str(dst), np.clip(audio.samples.T, -1, 1), audio.sample_rate, subtype="PCM_16")
     return dst
 
 

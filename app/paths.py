@@ -8,9 +8,7 @@ Outputs and uploads live under it and are the only folders the web server may se
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from nava_core.datahome import data_home
@@ -58,13 +56,6 @@ class StudioPaths:
     def weights(self) -> Path:
         """Default folder for the release weights when `--weights` is not given."""
         return self.home / "weights" / "nava"
-
-    def new_output_dir(self) -> Path:
-        """A fresh folder per render: outputs are never overwritten, even for identical requests."""
-        name = datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        d = self.outputs / name
-        d.mkdir(parents=True, exist_ok=False)
-        return d
 
     def allowed_paths(self) -> list[str]:
         return [str(self.outputs), str(self.uploads)]

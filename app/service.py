@@ -306,9 +306,6 @@ class StudioService:
             request = self.build_request(state)
         else:
             request = self._for_engine(request)
-        if not self.engine.available():
-            raise StudioError(explain(E.EngineUnavailable(
-                "This build has no render engine yet (nava_core.pipeline / nava_core.render); update and restart.")))
         builder_state = state if state is not None else _safe_state_from_request(request)
         job = RenderJob(request=request)
         self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)

@@ -90,15 +90,6 @@ def write_sidecar(path: str | os.PathLike, request_json: str) -> Path:
 # --- audio helpers -------------------------------------------------------------------------------
 
 
-def finalize_audio(wave: np.ndarray) -> np.ndarray:
-    """The release's last audio step: clamp to +-0.99, then peak-normalise to 0.95 (silence stays 0)."""
-    w = np.clip(np.asarray(wave, dtype=np.float32), -0.99, 0.99)
-    peak = float(np.max(np.abs(w))) if w.size else 0.0
-    if peak > 0:
-        w = w * np.float32(0.95 / peak)
-    return w.astype(np.float32, copy=False)
-
-
 def _as_stereo(audio: np.ndarray) -> np.ndarray:
     a = np.asarray(audio, dtype=np.float32)
     if a.ndim == 1:
@@ -337,7 +328,6 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 
 __all__ = [
     "MediaInfo",
-    "finalize_audio",
     "fit_audio",
     "write_mp4",
     "write_wav",

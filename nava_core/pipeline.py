@@ -74,6 +74,16 @@ class RenderResult:
     warnings: list[str]
 
 
+def finalize_audio(wave: np.ndarray) -> np.ndarray:
+    """The release's last audio step: clamp to +-0.99, then peak-normalise to 0.95 (silence stays 0)."""
+    w = np.clip(np.asarray(wave, dtype=np.float32), -0.99, 0.99)
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    if peak > 0:
+        w = w * np.float32(0.95 / peak)
+    return w.astype(np.float32, copy=False)
+
+
+
 class NAVAPipeline(DiffusionPipeline):
     """Loads a weight set once and renders any number of requests with it.
 
@@ -377,7 +387,6 @@ class NAVAPipeline(DiffusionPipeline):
         self, request: RenderRequest, video: torch.Tensor | None, audio: torch.Tensor, progress: ProgressCallback
     ) -> tuple[np.ndarray | None, np.ndarray]:
         from nava_core.components.video_vae import to_uint8_frames
-        from nava_core.export import finalize_audio
 
         frames = None
         if video is not None:

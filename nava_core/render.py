@@ -1,4 +1,4 @@
-"""Render requests to files, and the `nava-render` command line (`python -m nava_core.render`).
+"""Render a request to the files a user keeps (the one output writer of every render path).
 
 `render_to_files` is the one place that turns a `RenderResult` into the files a user keeps: the MP4
 (or, in audio mode, WAV + FLAC), the full-rate stereo WAV, subtitles when the prompt has lines, and the
@@ -7,20 +7,16 @@ request as a JSON sidecar. Names are never reused, so an earlier render is never
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from nava_core.config import GuidanceScales, Resolution
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled, null_progress
-from nava_core.request import RenderRequest, RequestError
+from nava_core.request import RenderRequest
 
 logger = logging.getLogger(__name__)
 
@@ -124,228 +120,3 @@ def render_to_files(
     timings["write_s"] = time.perf_counter() - t0
     progress(ProgressEvent("done", message=str(mp4 or wav)))
     return RenderOutputs(mp4, wav, flac, sidecar, srt_path, timings, list(result.warnings))
-
-
-# ---- command line ------------------------------------------------------------------------------
-
-
-class InputFileError(ValueError):
-    """The CLI's input file cannot be read as render requests."""
-
-
-def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequest]:
-    """A request JSON, or a JSONL in the release's format (`prompt`, `image_path`, `spk_wavs`, optional `mode`).
-
-    Every request passes the same input checks as the studio's API (text, numbers, voice and image files
-    by content), so a bad line is refused before any weights are loaded.
-    """
-    from nava_core.validation import check_request_dict
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
-    base = path.parent
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        items = data if isinstance(data, list) else [data]
-        if not all(isinstance(d, dict) for d in items):
-            raise InputFileError(f"{path}: expected a render request object (or a list of them)")
-        return [check_request_dict(_apply_overrides(d, overrides), base_dir=base) for d in items]
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputFileError(f"{path}, line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise InputFileError(f"{path}, line {n}: expected an object with a 'prompt'")
-        prompt = row.get("prompt", row.get("text"))
-        if not isinstance(prompt, str):
-            raise InputFileError(f"{path}, line {n}: no 'prompt' text")
-        fields: dict[str, Any] = {"prompt": prompt}
-        if row.get("image_path"):
-            fields["image"] = str(_resolve(base, row["image_path"]))
-            fields["mode"] = "image_audio_video"
-        if row.get("spk_wavs"):
-            fields["speaker_wavs"] = [str(_resolve(base, p)) if p else None for p in row["spk_wavs"]]
-        if row.get("mode"):
-            fields["mode"] = row["mode"]
-        merged = _apply_overrides(fields, overrides)
-        try:
-            out.append(check_request_dict(merged, base_dir=base))
-        except (RequestError, ValueError) as e:
-            raise InputFileError(f"{path}, line {n}: {e}") from None
-    if not out:
-        raise InputFileError(f"{path}: no requests found")
-    return out
-
-
-def _resolve(base: Path, p: str) -> Path:
-    q = Path(p)
-    return q if q.is_absolute() else (base / q)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = GuidanceScales()
-    p = argparse.ArgumentParser(
-        prog="nava-render",
-        description="Render NAVA requests (a request .json or a release-format .jsonl) to MP4/WAV files.",
-    )
-    p.add_argument("input", help="request .json, or .jsonl with one {prompt, image_path?, spk_wavs?, mode?} per line; "
-                                 "or 'batch' followed by a batch definition file")
-    p.add_argument("batch_file", nargs="?", help="with 'batch': the batch definition JSON")
-    p.add_argument("--weights", default="tiny", help="weight-set folder, or 'tiny' for random test weights (default)")
-    p.add_argument("--out", default="outputs", help="output folder (default: ./outputs)")
-    p.add_argument("--mode", choices=["audio_video", "image_audio_video", "audio"], help="override the mode")
-    p.add_argument("--steps", type=int, help="denoising steps (release: 50)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--seconds", type=float, help="duration in seconds (snapped to whole latent frames)")
-    g.add_argument("--frames", type=int, help="latent frames T (video has 4T-3 frames at 24 fps)")
-    p.add_argument("--size", help="WIDTHxHEIGHT, e.g. 1280x704, 704x1280, 960x960")
-    p.add_argument("--seed", type=int, help="noise seed (video and audio unless --audio-seed)")
-    p.add_argument("--audio-seed", type=int, help="separate seed for the audio noise")
-    p.add_argument("--video-guidance", type=float, help=f"video text guidance g_v (default {d.video}; 0 = off)")
-    p.add_argument("--audio-guidance", type=float, help=f"audio text guidance g_a (default {d.audio}; 0 = off)")
-    p.add_argument("--video-align-guidance", type=float, help=f"video alignment guidance g_va (default {d.video_align})")
-    p.add_argument("--audio-align-guidance", type=float, help=f"audio alignment guidance g_aa (default {d.audio_align})")
-    p.add_argument("--timbre-guidance", type=float, help=f"timbre guidance g_t (default {d.timbre}; needs voices)")
-    p.add_argument("--precision", choices=["nava", "fp32"], help="'nava' matches the release (bf16); 'fp32' for checks")
-    p.add_argument("--sample-rate", type=int, choices=[16000, 48000], help="audio output rate (release: 16000)")
-    p.add_argument("--tiled-vae", action="store_true", help="decode video in tiles (less memory)")
-    p.add_argument("--memory-profile", help="memory profile (auto, resident, t5_offload, fp8, group_offload)")
-    p.add_argument("--gpus", type=int, help="GPUs for Ulysses sequence parallel (must divide 24)")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    o: dict[str, Any] = {}
-    for name in ("mode", "steps", "seconds", "seed", "audio_seed", "precision", "memory_profile", "gpus"):
-        v = getattr(args, name)
-        if v is not None:
-            o[name] = v
-    if args.frames is not None:
-        if args.frames < 1:
-            raise RequestError("--frames must be at least 1")
-        o["seconds"] = (args.frames - 1) / 6
-    if args.size:
-        r = Resolution.parse(args.size)
-        o["width"], o["height"] = r.width, r.height
-    if args.sample_rate:
-        o["audio_sample_rate"] = args.sample_rate
-    if args.tiled_vae:
-        o["tiled_vae"] = True
-    scales = {
-        "video": args.video_guidance, "audio": args.audio_guidance, "video_align": args.video_align_guidance,
-        "audio_align": args.audio_align_guidance, "timbre": args.timbre_guidance,
-    }
-    given = {k: v for k, v in scales.items() if v is not None}
-    if given:
-        o[GUIDANCE_OVERRIDES] = given
-    return o
-
-
-GUIDANCE_OVERRIDES = "_guidance_overrides"
-
-
-def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Command-line flags over a request's fields; guidance flags change only the scales they name."""
-    scales = overrides.get(GUIDANCE_OVERRIDES)
-    merged = {**data, **{k: v for k, v in overrides.items() if k != GUIDANCE_OVERRIDES}}
-    if merged.get("mode") == "audio" and "guidance" not in data:
-        merged["guidance"] = dataclasses.asdict(GuidanceScales.audio_only())
-    if scales:
-        base = merged.get("guidance") or {}
-        base = dataclasses.asdict(base) if isinstance(base, GuidanceScales) else dict(base)
-        merged["guidance"] = {**dataclasses.asdict(GuidanceScales()), **base, **scales}
-    return merged
-
-
-class _TerminalProgress:
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.bar = None
-
-    def __call__(self, ev: ProgressEvent) -> None:
-        if self.quiet:
-            return
-        if ev.phase == "denoising" and ev.total:
-            if self.bar is None:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=ev.total, desc="denoising", unit="step", file=sys.stderr)
-            self.bar.n = ev.step
-            self.bar.refresh()
-            return
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        print(ev.describe(), file=sys.stderr)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.input == "batch":
-            if not args.batch_file:
-                raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
-            return _run_batch(args)
-        requests = requests_from_file(Path(args.input), _overrides(args))
-    except (InputFileError, RequestError, ValueError) as e:
-        print(f"nava-render: {e}", file=sys.stderr)
-        return 2
-    progress = _TerminalProgress(args.quiet)
-    try:
-        engine = _load_engine(args, progress)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"nava-render: cannot load weights: {e}", file=sys.stderr)
-        return 3
-    try:
-        failures = 0
-        for i, req in enumerate(requests, 1):
-            if len(requests) > 1:
-                print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
-            try:
-                outs = render_to_files(engine, req, args.out, progress=progress)
-            except (RequestError, ValueError, FileNotFoundError, RuntimeError) as e:
-                failures += 1
-                print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
-                continue
-            print(outs.mp4 or outs.wav)
-    finally:
-        if hasattr(engine, "close"):
-            engine.close()
-    return 1 if failures else 0
-
-
-def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
-    """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
-    profile = args.memory_profile or "auto"
-    if args.gpus and args.gpus > 1:
-        from nava_core.workers import GroupConfig, WorkerGroup
-
-        group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
-                                        precision=args.precision or "nava", memory_profile=profile))
-        group.start(wait=True)
-        return group
-    from nava_core.pipeline import NAVAPipeline
-
-    return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
-                                        precision=args.precision or "nava", memory_profile=profile)
-
-
-def _run_batch(args: argparse.Namespace) -> int:
-    from nava_core.batch_cli import run_batch_cli
-
-    return run_batch_cli(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -83,7 +83,7 @@ def test_bad_files_fail_naming_file_and_problem(tiny_path, tmp_path):
     missing = dict(sd)
     missing.pop("audio_vae.decoder.conv_out.conv.weight")
     save_file(missing, str(bad), metadata=meta)
-    with pytest.raises(AudioVAEError, match=r"audio VAE keys do not match: 1 missing.*decoder.conv_out"):
+    with pytest.raises(AudioVAEError, match=r"audio VAE keys do not match the metadata config: 1 missing keys: decoder.conv_out"):
         AudioVAE.from_release(bad)
     extra = {**sd, "text_encoder.w": torch.zeros(1)}
     save_file(extra, str(bad), metadata=meta)

@@ -42,7 +42,7 @@ def _batch_file(folder: Path, n: int) -> Path:
 def _start(batch: Path, out: Path, weights: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     with open(log, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "nava_core.render", "batch", str(batch), "--weights", str(weights),
+        return subprocess.Popen([sys.executable, "-m", "nava_core.cli", "batch", str(batch), "--weights", str(weights),
                                  "--out", str(out), "-q"], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nava_core.export import probe, read_request
-from nava_core.render import main
+from nava_core.cli import main
 from nava_core.request import RenderRequest
 
 FAST = ["--steps", "2", "--seconds", "0.5", "--size", "160x96", "-q"]
@@ -99,7 +99,7 @@ def test_bad_input_exits_non_zero_with_one_line_reason(tmp_path, capsys, content
 
 def test_jsonl_audio_mode_takes_the_release_text_to_audio_settings(tmp_path):
     from nava_core.config import GuidanceScales
-    from nava_core.render import requests_from_file
+    from nava_core.cli import requests_from_file
 
     f = tmp_path / "t2a.jsonl"
     f.write_text('{"prompt": "Rain on a tin roof, no speech.", "mode": "audio"}\n')
@@ -115,7 +115,7 @@ def test_jsonl_line_errors_name_the_line(tmp_path, capsys):
 
 
 def test_help_documents_every_option():
-    out = subprocess.run([sys.executable, "-m", "nava_core.render", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "nava_core.cli", "--help"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0
     for opt in ("--weights", "--out", "--steps", "--seconds", "--frames", "--size", "--seed", "--video-guidance",

@@ -1,5 +1,5 @@
 """Export: MP4 (codecs, every frame, duration, faststart, embedded request, atomic writes), WAV/FLAC
-metadata, sidecars, finalize_audio, and the writer speed comparison against moviepy (slow)."""
+metadata, sidecars, the pipeline's finalize_audio, and the writer speed comparison against moviepy (slow)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from nava_core.export import (
-    finalize_audio,
     probe,
     read_request,
     sidecar_path,
@@ -182,6 +181,8 @@ def test_sidecar_and_read_request_fallbacks(tmp_path):
 
 
 def test_finalize_audio():
+    from nava_core.pipeline import finalize_audio  # the decode stage's last step
+
     w = np.array([[0.2, -2.0, 0.5], [0.1, 0.0, -0.3]], np.float32)
     out = finalize_audio(w)
     assert out.dtype == np.float32 and out.shape == w.shape

@@ -1,7 +1,7 @@
 """Malformed inputs are refused with one clear line (what and why), before anything is queued or written.
 
 Table-driven: each row is fed to every channel it applies to:
-- `cli_request`: `nava-render REQUEST.json` (in-process `nava_core.render.main`): exit 2, one line, no files;
+- `cli_request`: `nava-render REQUEST.json` (in-process `nava_core.cli.main`): exit 2, one line, no files;
 - `cli_batch`: `nava-render batch FILE` with an existing queue in the out folder: exit 2, one line, the
   queue file and folder unchanged;
 - `api_render` / `api_lint` / `api_compile`: the studio's API functions (`app.handlers`): a gr.Error
@@ -133,7 +133,7 @@ def _project(**changes: Any) -> Callable[[Path], dict]:
 
 RENDER_NO_CHECK = ("app.handlers.api_render parses with RenderRequest.from_json only; it must call "
                    "nava_core.validation.check_request_dict(request_json, check_files=True) before service.render_blocking")
-CLI_NO_CHECK = ("nava_core.render.requests_from_file builds RenderRequest.from_dict only; it must call "
+CLI_NO_CHECK = ("nava_core.cli.requests_from_file builds RenderRequest.from_dict only; it must call "
                 "nava_core.validation.check_request_dict(d, base_dir=path.parent, check_files=True) for .json requests")
 PROJECT_NO_CHECK = ("app.handlers._project_from_text must run nava_core.validation.check_text on the project JSON "
                     "and its text fields (control characters, length) before pb.Project.from_json")
@@ -297,7 +297,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
     data = _materialise(row, tmp_path)
     if channel.startswith("cli"):
         from nava_core.jobs import JobQueue
-        from nava_core.render import main
+        from nava_core.cli import main
 
         weights = request.getfixturevalue("tiny_weights")
         out = tmp_path / "out"

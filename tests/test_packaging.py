@@ -92,7 +92,7 @@ def test_wheel_holds_the_packages_data_presets_and_entry_points(installed):
     for kind in ("camera", "sound", "style"):
         assert any(n.startswith(f"presets/partials/{kind}/") for n in names), kind
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
-    assert "nava-studio = app.cli:main" in entry_points and "nava-render = nava_core.render:main" in entry_points
+    assert "nava-studio = app.cli:main" in entry_points and "nava-render = nava_core.cli:main" in entry_points
     for extra, pkgs in {"gpu": ("flash-attn", "bitsandbytes"),
                         "dev": ("pytest", "pytest-timeout", "playwright", "spaces")}.items():
         assert f"Provides-Extra: {extra}" in meta
@@ -103,7 +103,7 @@ def test_wheel_holds_the_packages_data_presets_and_entry_points(installed):
 
 def test_installed_code_comes_from_the_wheel_and_finds_its_presets(installed):
     code = (
-        "import json, app, app.cli, nava_core, nava_core.render, prompt_builder as pb, pathlib\n"
+        "import json, app, app.cli, nava_core, nava_core.cli, prompt_builder as pb, pathlib\n"
         "from prompt_builder.presets import PRESETS_DIR\n"
         "print(json.dumps({'files': [m.__file__ for m in (app, nava_core, prompt_builder_mod)],\n"
         "  'presets': pb.list_presets(), 'dir': str(PRESETS_DIR),\n"
@@ -129,11 +129,11 @@ def _options(parser) -> list[tuple[str, str | None]]:
 
 def test_console_scripts_document_every_option(installed):
     from app.cli import build_parser as studio_parser
-    from nava_core.render import build_parser as render_parser
+    from nava_core.cli import build_parser as render_parser
 
     for cmd, parser in (([str(installed["bin"] / "nava-studio"), "--help"], studio_parser()),
                         ([str(installed["bin"] / "nava-render"), "--help"], render_parser()),
-                        ([str(installed["bin"] / "python"), "-m", "nava_core.render", "--help"], render_parser())):
+                        ([str(installed["bin"] / "python"), "-m", "nava_core.cli", "--help"], render_parser())):
         r = _run(cmd, cwd=installed["work"], timeout=120)
         assert r.returncode == 0, (cmd, r.stderr)
         text = " ".join(r.stdout.split())

@@ -181,11 +181,11 @@ def test_not_a_checkpoint_and_missing_file(tiny, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda sd: sd.pop("blocks.1.ffn.fc1.weight"), r"1 missing keys \(blocks\.1\.ffn\.fc1\.weight\)"),
-        (lambda sd: sd.__setitem__("blocks.0.extra.weight", torch.zeros(1)), r"1 unexpected keys \(blocks\.0\.extra"),
+        (lambda sd: sd.pop("blocks.1.ffn.fc1.weight"), r"1 missing keys: blocks\.1\.ffn\.fc1\.weight"),
+        (lambda sd: sd.__setitem__("blocks.0.extra.weight", torch.zeros(1)), r"1 unexpected keys: blocks\.0\.extra"),
         (
             lambda sd: sd.__setitem__("blocks.1.attn.k.weight", torch.zeros(3, 4096)),
-            r"1 shape mismatches \(blocks\.1\.attn\.k\.weight: \(3, 4096\) instead of \(16, 4096\)",
+            r"1 keys with wrong shapes: blocks\.1\.attn\.k\.weight \(3, 4096\) != \(16, 4096\)",
         ),
     ],
 )
@@ -205,7 +205,7 @@ def test_release_size_file_missing_a_block_is_reported(tmp_path) -> None:
     assert cfg.num_layers == 24
     from nava_core.components.text_encoder import check_release_state_dict
 
-    with pytest.raises(TextEncoderLoadError, match=r"x\.pth: .*10 missing keys \(blocks\.23\."):
+    with pytest.raises(TextEncoderLoadError, match=r"x\.pth: .*10 missing keys: blocks\.23\."):
         check_release_state_dict(sd, cfg, "x.pth")
 
 

@@ -52,19 +52,21 @@ class AudioInfo:
     codec: str
 
 
+_NOT_AUDIO = {"png": "a PNG image", "jpeg": "a JPEG image", "gif": "a GIF image", "pdf": "a PDF document",
+              "zip": "a ZIP archive", "webp": "a WebP image"}
+
+
 def _sniff(path: Path) -> str | None:
-    """Describe non-audio content from its first bytes, or None if it may be audio."""
-    head = path.open("rb").read(512)
-    signatures = {
-        b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image",
-        b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive", b"BM": "a BMP image",
-    }
-    for magic, what in signatures.items():
-        if head.startswith(magic):
-            return what
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "a WebP image"
-    if _looks_audio(head):
+    """Describe non-audio content from its first bytes (`nava_core.validation.sniff`), or None if it
+    may be audio."""
+    from nava_core.validation import sniff
+
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    kind = sniff(head)
+    if kind in _NOT_AUDIO:
+        return _NOT_AUDIO[kind]
+    if kind is not None or _looks_audio(head):
         return None
     try:
         text = head.decode("utf-8")
@@ -76,8 +78,10 @@ def _sniff(path: Path) -> str | None:
 
 
 def _looks_audio(head: bytes) -> bool:
-    return (head.startswith((b"RIFF", b"ID3", b"OggS", b"fLaC", b"FORM", b"caff", b"\x1a\x45\xdf\xa3", b"#!AMR"))
-            or head[4:8] == b"ftyp" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0))
+    """An audio signature: the kinds `sniff` knows, plus AIFF, CAF and AMR, which PyAV also decodes."""
+    from nava_core.validation import AUDIO_KINDS, sniff
+
+    return sniff(head) in AUDIO_KINDS or head.startswith((b"RIFF", b"FORM", b"caff", b"#!AMR"))
 
 
 def _not_audio(path: Path, what: str) -> AudioInputError:

@@ -17,6 +17,7 @@ import torch
 
 from nava_core.components.mel import causal_log_mel, hann_dft_basis, lowpass_decimate, mel_filterbank
 from nava_core.config import AUDIO_MEL_RATE, AUDIO_VOCODER_RATE
+from nava_core.statedict import expected_shapes, require_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +123,9 @@ def split_release_state_dict(sd: dict[str, torch.Tensor], source: str = "<state 
 
 
 def _strict_load(model: torch.nn.Module, sd: dict, what: str, source: str) -> None:
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
-    if missing or unexpected:
-        raise AudioVAEError(f"{source}: {what} keys do not match: {len(missing)} missing {missing[:6]}, "
-                            f"{len(unexpected)} unexpected {unexpected[:6]}")
-    try:
-        model.load_state_dict(sd, strict=True, assign=True)
-    except RuntimeError as e:
-        raise AudioVAEError(f"{source}: {what} tensor shapes do not match the metadata config: {e}") from None
+    require_state_dict(sd, expected_shapes(model), f"{source}: {what} keys do not match the metadata config",
+                       AudioVAEError)
+    model.load_state_dict(sd, strict=True, assign=True)
 
 
 def pack_latents(z: torch.Tensor) -> torch.Tensor:

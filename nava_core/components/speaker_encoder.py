@@ -18,6 +18,7 @@ from torch import Tensor
 
 from nava_core.components.audio_io import load_audio
 from nava_core.components.redimnet import ReDimNet, ReDimNetConfig
+from nava_core.statedict import expected_shapes, require_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +89,9 @@ class SpeakerEncoder:
             model = ReDimNet(cfg)
         except (ValueError, TypeError) as exc:
             raise SpeakerCheckpointError(f"speaker encoder checkpoint {path}: {exc}") from exc
-        expected = model.state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-        if missing or unexpected or shapes:
-            raise SpeakerCheckpointError(
-                f"speaker encoder checkpoint {path}: state_dict does not match its model_config: "
-                f"{len(missing)} missing {missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}, "
-                f"{len(shapes)} wrong shapes {shapes[:3]}")
+        require_state_dict(state, expected_shapes(model),
+                           f"speaker encoder checkpoint {path}: state_dict does not match its model_config",
+                           SpeakerCheckpointError)
         model.load_state_dict(state, strict=True)
         logger.info("speaker encoder loaded from %s (%d parameters)", path,
                     sum(p.numel() for p in model.parameters()))

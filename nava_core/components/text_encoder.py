@@ -26,6 +26,9 @@ from pathlib import Path
 
 import torch
 
+from nava_core.statedict import require_state_dict
+from prompt_builder.text import SPAN_RE  # the prompt format's one span rule
+
 logger = logging.getLogger(__name__)
 
 SPEAKER_TOKEN = "<extra_id_2>"
@@ -34,7 +37,6 @@ RELEASE_T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 TOKENIZER_DIR = "tokenizer"
 UMT5_XXL_VOCAB = 256384
 
-_SPAN_RE = re.compile(r"<S>(.*?)<E>", re.DOTALL)
 _S_WITHOUT_SPEAKER_RE = re.compile(r"<S>(?!" + re.escape(SPEAKER_TOKEN) + ")")
 
 
@@ -110,7 +112,7 @@ def prepare_prompt(text: str) -> str:
 
 def speech_spans(text: str) -> list[tuple[int, int, str]]:
     """`(start, end, line)` character ranges of the `<S>...<E>` spans, in order."""
-    return [(m.start(), m.end(), m.group(1)) for m in _SPAN_RE.finditer(text)]
+    return [(m.start(), m.end(), m.group(1)) for m in SPAN_RE.finditer(text)]
 
 
 # ------------------------------------------------------------------------------- configs and key maps
@@ -180,9 +182,7 @@ _BLOCK_MAP = {
     "ffn.fc1.weight": "layer.1.DenseReluDense.wi_1.weight",
     "ffn.fc2.weight": "layer.1.DenseReluDense.wo.weight",
 }
-_BLOCK_MAP_INV = {v: k for k, v in _BLOCK_MAP.items()}
 _BLOCK_RE = re.compile(r"blocks\.(\d+)\.(.+)")
-_HF_BLOCK_RE = re.compile(r"encoder\.block\.(\d+)\.(.+)")
 
 
 def release_to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -197,21 +197,6 @@ def release_to_transformers(state_dict: dict[str, torch.Tensor]) -> dict[str, to
             out["encoder.final_layer_norm.weight"] = value
         elif (m := _BLOCK_RE.fullmatch(key)) and m.group(2) in _BLOCK_MAP:
             out[f"encoder.block.{m.group(1)}.{_BLOCK_MAP[m.group(2)]}"] = value
-        else:
-            raise KeyError(key)
-    return out
-
-
-def transformers_to_release(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`UMT5EncoderModel` keys -> Wan T5 keys (the inverse of `release_to_transformers`)."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key in ("shared.weight", "encoder.embed_tokens.weight"):
-            out["token_embedding.weight"] = value
-        elif key == "encoder.final_layer_norm.weight":
-            out["norm.weight"] = value
-        elif (m := _HF_BLOCK_RE.fullmatch(key)) and m.group(2) in _BLOCK_MAP_INV:
-            out[f"blocks.{m.group(1)}.{_BLOCK_MAP_INV[m.group(2)]}"] = value
         else:
             raise KeyError(key)
     return out
@@ -250,23 +235,8 @@ def _describe(keys: list[str], limit: int = 8) -> str:
 
 def check_release_state_dict(state_dict: dict[str, torch.Tensor], config, source: str) -> None:
     """Strict check against the expected key set and shapes; raises naming the file and the problem."""
-    expected = release_key_shapes(config)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys ({_describe(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_describe(unexpected)})")
-    wrong = [
-        f"{k}: {tuple(state_dict[k].shape)} instead of {expected[k]}"
-        for k in sorted(set(expected) & set(state_dict))
-        if tuple(state_dict[k].shape) != expected[k]
-    ]
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatches ({_describe(wrong, 4)})")
-    if problems:
-        raise TextEncoderLoadError(f"{source}: not a valid umT5 encoder checkpoint: " + "; ".join(problems))
+    require_state_dict(state_dict, release_key_shapes(config), f"{source}: not a valid umT5 encoder checkpoint",
+                       TextEncoderLoadError)
 
 
 def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -364,9 +334,7 @@ class TextEncoder:
         converted["encoder.embed_tokens.weight"] = converted["shared.weight"]
         with torch.device("meta"):
             model = UMT5EncoderModel(config)
-        result = model.load_state_dict(converted, strict=True, assign=True)
-        if result.missing_keys or result.unexpected_keys:  # strict=True raises first; kept as a guard
-            raise TextEncoderLoadError(f"{source}: {result}")
+        model.load_state_dict(converted, strict=True, assign=True)
         model.encoder.embed_tokens = model.shared
         return cls(model, _load_tokenizer(tokenizer_dir))
 
@@ -559,7 +527,6 @@ __all__ = [
     "release_key_shapes",
     "release_to_transformers",
     "speech_spans",
-    "transformers_to_release",
     "umt5_xxl_config",
     "write_tiny_text_encoder",
 ]

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from nava_core.config import VAE_SPATIAL_STRIDE, Resolution, pixel_frames
+from nava_core.statedict import expected_shapes, require_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -245,14 +246,8 @@ class VideoVAE:
         converted = convert_release_state_dict(sd, str(path))
         with torch.device("meta"):
             model = AutoencoderKLWan(**cfg.diffusers_kwargs())
-        expected = set(model.state_dict())
-        missing, unexpected = sorted(expected - set(converted)), sorted(set(converted) - expected)
-        if missing or unexpected:
-            raise VideoVAEError(f"{path}: key mismatch, missing {missing[:8]}, unexpected {unexpected[:8]}")
-        try:
-            model.load_state_dict(converted, strict=True, assign=True)
-        except RuntimeError as e:
-            raise VideoVAEError(f"{path}: tensor shapes do not fit a Wan2.2 VAE of {cfg}: {e}") from None
+        require_state_dict(converted, expected_shapes(model), f"{path}: not a Wan2.2 VAE of {cfg}", VideoVAEError)
+        model.load_state_dict(converted, strict=True, assign=True)
         logger.info("loaded Wan2.2 VAE %s (%s)", path, cfg)
         return cls(model.float(), device=device, dtype=dtype)
 

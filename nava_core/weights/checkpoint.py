@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nava_core.config import NAVAConfig
+from nava_core.statedict import expected_shapes, require_state_dict
 from nava_core.fp8 import (
     FP8_DTYPE,
     SCALE_DTYPE,
@@ -34,11 +35,6 @@ NEW_IN_NAVA = ("patch_embedding_audio.", "speaker_embedding.", "head_audio.")
 
 class CheckpointError(ValueError):
     """A checkpoint file that does not hold a NAVA backbone for the requested config."""
-
-
-def _summarise(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown}, ... ({len(keys)} in all)" if len(keys) > limit else shown
 
 
 def load_backbone_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -68,23 +64,8 @@ def load_backbone_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def check_state_dict(state_dict: dict[str, torch.Tensor], model: torch.nn.Module, source: str) -> None:
     """Raise CheckpointError naming `source` and the missing/unexpected/mis-shaped keys, if any."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(
-        f"{k} {tuple(state_dict[k].shape)} != {expected[k]}"
-        for k in set(expected) & set(state_dict)
-        if tuple(state_dict[k].shape) != expected[k]
-    )
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys: {_summarise(missing)}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_summarise(unexpected)}")
-    if shapes:
-        problems.append(f"{len(shapes)} keys with wrong shapes: {_summarise(shapes)}")
-    if problems:
-        raise CheckpointError(f"{source} is not a NAVA backbone for this config: " + "; ".join(problems))
+    require_state_dict(state_dict, expected_shapes(model), f"{source} is not a NAVA backbone for this config",
+                       CheckpointError)
 
 
 def load_backbone(
