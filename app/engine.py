@@ -253,6 +253,11 @@ class Engine:
         self.memory_profile = memory_profile
         self.precision = precision
         self.gpus = gpus
+        # live preview every k denoising steps (nava_core.preview); 0 = off. A studio-wide switch: the
+        # Studio tab's "Live preview" box and `--no-live-preview` set it.
+        from nava_core.preview import DEFAULT_PREVIEW_EVERY
+
+        self.preview_every = DEFAULT_PREVIEW_EVERY
         self._pipe: Any = None
         self._lock = threading.Lock()
         # held for a whole render; shared with the Batch tab through StudioService.gpu_lock
@@ -322,7 +327,8 @@ class Engine:
         t_load = time.perf_counter() - t0
         if cancel is not None:
             cancel.raise_if_cancelled()
-        outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
+        preview = self.preview_every if self.gpus == 1 else 0  # a worker group sends no previews
+        outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel, preview_every=preview)
         sidecar = getattr(outs, "sidecar", None)
         req_path = Path(sidecar) if sidecar else Path(out_dir) / "request.json"
         if not req_path.exists():
