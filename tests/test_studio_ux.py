@@ -54,3 +54,25 @@ def test_timeline_lanes_are_labelled_with_cast_names() -> None:
     page = timeline_html(project, 6.0)
     assert '<span class="nava-lane-label" title="Mia (speaker A)">Mia</span>' in page
     assert ">Tom</span>" in page and ">A</span>" not in page
+
+
+def test_autosave_round_trip_and_newest_wins(tmp_path: Path) -> None:
+    from app import autosave as A
+    from app import builder as B
+
+    state = B.default_state()
+    voice = tmp_path / "mia.wav"
+    voice.write_bytes(b"RIFF")
+    state["project"]["cast"][0]["voice_file"] = str(voice)
+    state["project"]["cast"][1]["voice_file"] = str(tmp_path / "gone.wav")
+    assert A.load(tmp_path) is None
+    A.save(tmp_path, A.envelope(state, "two_person_dialogue"))
+    back = A.load(tmp_path)
+    assert back["state"] == state and back["preset"] == "two_person_dialogue"
+    older = dict(back, saved_at=back["saved_at"] - 10)
+    assert A.newest(older, back, {"junk": 1}, None) is back
+    fixed, notes = A.missing_media(back["state"])
+    assert fixed["project"]["cast"][0]["voice_file"] == str(voice)
+    assert fixed["project"]["cast"][1]["voice_file"] == "" and "gone.wav" in notes[0]
+    A.autosave_path(tmp_path).write_text("{not json")
+    assert A.load(tmp_path) is None
