@@ -151,11 +151,16 @@ class StudioService:
     # ---- uploads -------------------------------------------------------------------------------
 
     def _store(self, src: str | Path, folder: Path) -> Path:
-        """Content-addressed copy into the data folder: survives Gradio's temp clean-up, never overwritten."""
+        """Content-addressed copy into the data folder: survives Gradio's temp clean-up, never overwritten.
+
+        Stored as `<digest>/<the file's own name>` so the page shows voices and images by the names a
+        person gave them (`mia.wav`, not `8f67a8c4f34210d5.wav`)."""
         src = Path(src)
         digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-        dst = folder / f"{digest}{src.suffix.lower()}"
+        name = "".join(c if c.isalnum() or c in "-_. " else "_" for c in src.name).strip(" .") or f"file{src.suffix}"
+        dst = folder / digest / name
         if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp")
             shutil.copyfile(src, tmp)
             tmp.replace(dst)

@@ -64,7 +64,7 @@ def test_switch_weights_refused_while_batch_jobs_wait(service):
 
     runner = BatchRunner.for_service(service, start=False)  # no worker: the jobs stay queued
     service.attach_batch(runner)
-    runner.enqueue(build_definition(["single_speaker_to_camera"], 1, steps=2, seconds=0.5))
+    runner.enqueue(build_definition(["silent_action_effects"], 1, steps=2, seconds=0.5))
     with pytest.raises(StudioError, match="Batch jobs"):
         service.switch_weights("tiny")
     runner.cancel_batch(runner.batch_choices()[0])
