@@ -76,3 +76,17 @@ def test_autosave_round_trip_and_newest_wins(tmp_path: Path) -> None:
     assert fixed["project"]["cast"][1]["voice_file"] == "" and "gone.wav" in notes[0]
     A.autosave_path(tmp_path).write_text("{not json")
     assert A.load(tmp_path) is None
+
+
+def test_a_request_restored_from_its_state_renders_as_the_same_request() -> None:
+    """MP4 drop -> builder state -> the request the engine renders: byte for byte the embedded one."""
+    from app import builder as B
+    from app import engine as E
+
+    choice = E.WeightChoice("tiny", "tiny", "test")
+    state = B.default_state()
+    state["settings"]["steps"] = 4
+    state["settings"]["seed"] = 77
+    original = E.adapt_for_engine(B.request_from_state(state), choice)
+    again = E.adapt_for_engine(B.request_from_state(B.state_from_request(original)), choice)
+    assert again.to_json() == original.to_json()
