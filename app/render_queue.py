@@ -44,6 +44,7 @@ class RenderJob:
     qid: int = 0
     status: str = "queued"  # queued | running | done | failed | cancelled
     event: ProgressEvent | None = None
+    preview: Any = None  # the latest live preview (nava_core.preview.Preview) while it renders
     outputs: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: str = ""
@@ -216,7 +217,7 @@ class RenderQueue:
             return dict(result.get("outputs", {}))
 
         try:
-            state = run_one(self.db, row, render_fn, self.out_root, lambda ev: setattr(job, "event", ev), job.cancel)
+            state = run_one(self.db, row, render_fn, self.out_root, self._progress_of(job), job.cancel)
         except Exception as e:  # noqa: BLE001 - e.g. the output folder cannot be created: fail this job only
             log.exception("render %s could not run", job.id)
             errors.append(e)
@@ -236,6 +237,14 @@ class RenderQueue:
             else:
                 err = errors[0] if errors else RuntimeError((done.error if done else "") or "the render failed")
                 self._finish(job, "failed", error=self._explain(err))
+
+    @staticmethod
+    def _progress_of(job: RenderJob) -> Callable[[ProgressEvent], None]:
+        def progress(ev: ProgressEvent) -> None:
+            job.event = ev
+            if ev.preview is not None:
+                job.preview = ev.preview
+        return progress
 
     def _finish(self, job: RenderJob, status: str, error: str = "") -> None:
         job.status = status

@@ -143,6 +143,10 @@ class StudioService:
         """Blocking problems (errors) that must be fixed before rendering."""
         problems = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
                     for f in B.lint_state(state) if f["severity"] == "error"]
+        settings = state.get("settings") or {}
+        if settings.get("prompt_manual") and not (settings.get("prompt_text") or "").strip():
+            problems.append("prompt: the hand-edited prompt is empty; type the prompt, or untick "
+                            "'Edit the prompt by hand' to render the builder's prompt")
         for i, beat in enumerate(state["project"]["timeline"]):
             if beat.get("kind") == "line" and not (beat.get("text") or "").strip():
                 problems.append(f"line {i + 1}: the text is empty; type what the speaker says or remove the line")

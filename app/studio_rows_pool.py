@@ -73,6 +73,12 @@ def speaker_choices(cast: list[dict[str, Any]]) -> list[str]:
     return [c["id"] for c in cast if c.get("id")] or ["A"]
 
 
+def _speaker_label(member: dict[str, Any]) -> str:
+    name = member.get("name") or member.get("id") or "?"
+    vf = member.get("voice_file") or ""
+    return f"**{name}** (speaker {member.get('id', '')})" + (f" — `{Path(vf).name}`" if vf else " — no reference voice")
+
+
 def voice_label(path: str) -> str:
     """The name a person gave the voice file (uploads keep it as the file's name in a digest folder)."""
     return Path(path).name if path else ""
@@ -119,6 +125,20 @@ class CastSlot:
 
 
 @dataclass
+class CastTabSlot:
+    """A speaker on the Voice cast tab: who it is, their voice to listen to, and a drop zone to replace it."""
+
+    row: Any
+    label: Any
+    player: Any
+    drop: Any
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.row, self.label, self.player, self.drop]
+
+
+@dataclass
 class BuilderRows:
     """The row pool of one page; build the two halves where they belong, then `wire`."""
 
@@ -127,6 +147,7 @@ class BuilderRows:
     cast: gr.State
     beat_slots: list[BeatSlot] = field(default_factory=list)
     cast_slots: list[CastSlot] = field(default_factory=list)
+    tab_slots: list[CastTabSlot] = field(default_factory=list)
 
     # ---- layout ------------------------------------------------------------------------------
 
@@ -178,6 +199,36 @@ class BuilderRows:
                                        elem_id=f"cast-note-{j}")
                 rm = gr.Button("✕", size="sm", min_width=30, scale=0, elem_id=f"cast-rm-{j}")
             self.cast_slots.append(CastSlot(row, cid, name, desc, drop, player, info, rm))
+
+    def build_cast_tab(self, init_cast: list[dict[str, Any]], voice_exts: list[str]) -> None:
+        """The Voice cast tab's view of the same speakers: listen to each voice, drop a file to replace it."""
+        for j in range(MAX_CAST):
+            member = init_cast[j] if j < len(init_cast) else {"id": "", "name": "", "voice_file": ""}
+            vf = member.get("voice_file") or ""
+            preview = self.service.voice_preview(vf)[0] if vf else None
+            with gr.Row(visible=j < len(init_cast), equal_height=True, elem_id=f"tab-cast-row-{j}") as row:
+                label = gr.Markdown(_speaker_label(member), elem_id=f"tab-cast-label-{j}")
+                player = gr.Audio(value=preview, label="voice", interactive=False, visible=bool(preview),
+                                  elem_id=f"tab-cast-play-{j}", scale=2)
+                drop = gr.File(value=vf or None, label="drop a file to replace this voice", type="filepath",
+                               file_types=voice_exts, height=90, elem_id=f"tab-cast-voice-{j}", scale=2)
+            self.tab_slots.append(CastTabSlot(row, label, player, drop))
+
+    def tab_updates(self, cast: list[dict[str, Any]]) -> list[Any]:
+        out: list[Any] = []
+        for j in range(len(self.tab_slots)):
+            if j >= len(cast):
+                out += [gr.update(visible=False), gr.update(), gr.update(), gr.update()]
+                continue
+            vf = cast[j].get("voice_file") or ""
+            preview = self.service.voice_preview(vf)[0] if vf else None
+            out += [gr.update(visible=True), _speaker_label(cast[j]), gr.update(value=preview, visible=bool(preview)),
+                    gr.update(value=vf or None)]
+        return out
+
+    @property
+    def tab_outputs(self) -> list[Any]:
+        return [o for s in self.tab_slots for o in s.outputs]
 
     # ---- what other code reads ---------------------------------------------------------------
 
@@ -313,25 +364,50 @@ class BuilderRows:
             cslot.cid.blur(edit(lambda bl, cl: (bl, cl)), **ev)
 
             def _voice(path: str | None, beats: list, cast: list, *values: Any, idx: int = j):
-                cur_b, cur_c = merge_rows(list(beats or []), list(cast or []), list(values))
-                if idx >= len(cur_c):
+                res = self._set_voice(path, beats, cast, values, idx)
+                if res is None:
                     return [gr.update()] * 4
-                if not path:  # the file was cleared: the speaker goes back to the voice description
-                    cur_c[idx]["voice_file"] = ""
-                    return [cur_c, gr.update(value=None), gr.update(value=None, visible=False),
-                            "No reference voice: NAVA uses the voice description."]
-                try:
-                    up = self.service.add_voice(path)
-                except Exception as e:  # noqa: BLE001 - StudioError says what to do; keep the old voice
-                    gr.Warning(str(e))
-                    old = cur_c[idx].get("voice_file") or None
-                    return [gr.update(), gr.update(value=old), gr.update(), f"⛔ {e}"]
-                cur_c[idx]["voice_file"] = up.path
-                return [cur_c, gr.update(value=up.path), gr.update(value=up.preview, visible=True),
-                        f"Voice **{voice_label(up.path)}**: {up.note}"]
+                cur_c, stored, preview, note = res
+                return [cur_c, gr.update(value=stored), gr.update(value=preview, visible=bool(preview)), note]
 
             vin = [cslot.drop, self.beats, self.cast, *self.fields]
             vout = [self.cast, cslot.drop, cslot.player, cslot.note]
             cslot.drop.upload(_voice, vin, vout, api_visibility="private").then(**recompile)
             cslot.drop.clear(lambda *a, idx=j: _voice(None, *a[1:], idx=idx), vin, vout,
                              api_visibility="private").then(**recompile)
+
+    def _set_voice(self, path: str | None, beats: list, cast: list, values: Any,
+                   idx: int) -> tuple[Any, str | None, str | None, str] | None:
+        """A voice dropped (or cleared) for speaker slot `idx` -> (cast state or gr.update() when refused,
+        the stored file, its playable preview, the note); None when the slot is not in use."""
+        _, cur_c = merge_rows(list(beats or []), list(cast or []), list(values))
+        if idx >= len(cur_c):
+            return None
+        if not path:  # the file was cleared: the speaker goes back to the voice description
+            cur_c[idx]["voice_file"] = ""
+            return cur_c, None, None, "No reference voice: NAVA uses the voice description."
+        old = cur_c[idx].get("voice_file") or None
+        try:
+            up = self.service.add_voice(path)
+        except Exception as e:  # noqa: BLE001 - StudioError says what to do; the old voice stays
+            gr.Warning(str(e))
+            preview = self.service.voice_preview(old)[0] if old else None
+            return gr.update(), old, preview, f"⛔ {e}"
+        cur_c[idx]["voice_file"] = up.path
+        return cur_c, up.path, up.preview, f"Voice **{voice_label(up.path)}**: {up.note}"
+
+    def wire_cast_tab(self, recompile: dict[str, Any]) -> None:
+        """The Voice cast tab's drop zones replace the same speaker's voice as the Studio's do."""
+        for j, (tslot, cslot) in enumerate(zip(self.tab_slots, self.cast_slots)):
+            def _replace(path: str | None, beats: list, cast: list, *values: Any, idx: int = j):
+                res = self._set_voice(path, beats, cast, values, idx) if path else None
+                if res is None:
+                    return [gr.update()] * 6
+                cur_c, stored, preview, note = res
+                label = _speaker_label(cur_c[idx]) if isinstance(cur_c, list) else gr.update()
+                play = gr.update(value=preview, visible=bool(preview))
+                return [cur_c, gr.update(value=stored), play, note, play, label]
+
+            tslot.drop.upload(_replace, [tslot.drop, self.beats, self.cast, *self.fields],
+                              [self.cast, cslot.drop, cslot.player, cslot.note, tslot.player, tslot.label],
+                              api_visibility="private").then(**recompile)

@@ -29,9 +29,12 @@ CSS = """
 .nava-axis {position: relative; height: 16px; margin-left: 70px; color: #6b7280;}
 .nava-tick {position: absolute; top: 0; font-size: 11px;}
 .nava-end {position: absolute; top: 0; bottom: 0; border-left: 2px dashed #dc2626;}
-/* Render is always reachable: the Studio tab's action bar stays at the bottom of the window */
-#nava-actions {position: sticky; bottom: 0; z-index: 40; background: var(--background-fill-primary, #fff);
-  border-top: 1px solid #d1d5db; padding: 6px 8px; margin: 0 -8px; box-shadow: 0 -4px 12px rgba(0,0,0,.06);}
+/* Render is always reachable: the Studio tab's action bar is fixed to the bottom of the window (it is
+   inside the Studio tab, so it goes away with the tab); the page leaves room for it */
+#nava-actions {position: fixed !important; bottom: 0; left: 0; right: 0; z-index: 40; margin: 0 !important;
+  background: var(--background-fill-primary, #fff); border-top: 1px solid #d1d5db; border-radius: 0 !important;
+  padding: 6px max(8px, calc((100vw - 1280px) / 2)); box-shadow: 0 -4px 12px rgba(0,0,0,.08);}
+.gradio-container {padding-bottom: 150px !important;}
 #nava-actions .nava-progress {min-height: 0; padding: 4px 8px;}
 #nava-queue table {width: 100%; border-collapse: collapse; font-size: 13px;}
 #nava-queue td, #nava-queue th {padding: 2px 6px; border-bottom: 1px solid #e5e7eb; text-align: left;}
@@ -43,8 +46,10 @@ CSS = """
 #history-gallery .thumbnail-item, #history-gallery button {max-height: 180px;}
 #history-gallery img {max-height: 170px; width: auto !important; height: auto !important; object-fit: contain;}
 #timeline-status {min-height: 0;}
+#restore-drop {min-height: 0;}
 @media (max-width: 640px) {
-  #nava-actions {margin: 0 -4px;}
+  #nava-actions {padding: 4px 6px;}
+  #nava-actions button {min-width: 0 !important; padding: 6px 8px;}
   .nava-lane {margin-left: 52px;}
   .nava-lane-label {left: -52px; width: 48px;}
 }

@@ -257,10 +257,9 @@ def test_double_click_render_queues_two_cancel_one_renders_one(busy_studio, brow
                                "#nava-queue tr.nava-mine[data-state=running]').length >= 2", timeout=60_000)
         rows = [r for r in _queue_rows(page) if r["mine"] and r["state"] in ("queued", "running")]
         assert len(rows) == 2, rows
-        last = max(rows, key=lambda r: int(r["id"]))
+        first, last = rows[0], rows[-1]  # listed in queue order: the second click is behind the first
         page.click(f"#nava-queue tr[data-job='{last['id']}'] button")
         page.wait_for_selector(f"#nava-queue tr[data-job='{last['id']}'][data-state=cancelled]", timeout=60_000)
-        first = min(rows, key=lambda r: int(r["id"]))
         page.wait_for_selector(f"#nava-queue tr[data-job='{first['id']}'][data-state=done]", timeout=400_000)
         assert len(_mp4s(home)) == before + 1
     finally:
