@@ -79,8 +79,12 @@ class StudioTab:
         return [*self.form_list, self.beats, self.cast, self.rev, *self.rows.outputs, self.preset, self.loaded,
                 *mode_parts, *(c for c, _ in self.on_load_reset)]
 
-    def load_updates(self, state: dict[str, Any], label: str, preset: str | None, rev: int) -> list[Any]:
-        """Every component showing `state`, whatever was on the page before (no trace of it stays)."""
+    def load_updates(self, state: dict[str, Any], label: str, preset: str | None, rev: int,
+                     clear_result: bool = True) -> list[Any]:
+        """Every component showing `state`, whatever was on the page before (no trace of it stays).
+
+        `clear_result=False` (the autosave of this very project, restored on page load) leaves the
+        progress and result players to the job this page follows."""
         values, beats, cast = B.form_from_state(state)
         mode = values["mode"]
         vis = H.mode_visibility(mode)
@@ -99,6 +103,9 @@ class StudioTab:
                       gr.update(value=None, visible=vis["result_audio"]),
                       gr.update(value=None, visible=vis["result_picture"]), None, idle,
                       gr.update(value=None, visible=False)]
+        if not clear_result:
+            mode_parts = [*mode_parts[:2], *(gr.update(visible=u["visible"]) for u in mode_parts[2:5]),
+                          gr.update(), gr.update(), gr.update()]
         return [*form_updates, beats, cast, rev + 1, *self.rows.updates(beats, cast), gr.update(value=preset),
                 f"**Loaded:** {label}", *mode_parts, *(v for _, v in self.on_load_reset)]
 
@@ -414,7 +421,7 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
         state, notes = A.missing_media(best["state"])
         try:
             updates = tab.load_updates(state, f"your last session (autosaved){' — ' + '; '.join(notes) if notes else ''}",
-                                       None, int(r or 0))
+                                       None, int(r or 0), clear_result=False)
         except (ValueError, KeyError, TypeError) as e:
             log.warning("autosave not restored: %s", e)
             return keep
