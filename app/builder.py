@@ -184,19 +184,27 @@ def compile_state(state: dict[str, Any]) -> Compiled:
 
 
 def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
-    """Findings as plain dicts (severity, where, message, fix) from prompt_builder's lint."""
+    """Findings as plain dicts (severity, where, message, fix)."""
     project = project_of(state)
     seconds = effective_seconds(state)
-    out: list[dict[str, str]] = []
     settings = state.get("settings") or {}
     if settings.get("prompt_manual") and (settings.get("prompt_text") or "").strip():
-        findings = list(pb.lint_text(settings["prompt_text"], seconds))
-    else:
-        findings = list(pb.lint_project(project, seconds))
-    for f in findings:
-        out.append({"severity": str(getattr(f, "severity", "warning")), "where": str(getattr(f, "where", "")),
-                    "message": str(getattr(f, "message", f)), "fix": str(getattr(f, "fix", "") or "")})
-    return out
+        return _finding_dicts(pb.lint_text(settings["prompt_text"], seconds))
+    return _finding_dicts(pb.lint_project(project, seconds))
+
+
+def _finding_dicts(findings: list[Any]) -> list[dict[str, str]]:
+    return [{"severity": str(f.severity), "where": str(f.where), "message": str(f.message), "fix": str(f.fix or "")}
+            for f in findings]
+
+
+def lint_request(request: RenderRequest) -> list[dict[str, str]]:
+    """The same lint as the builder, for a request of any origin (studio, API, batch): its project
+    when the prompt is that project's compiled text, else the prompt text itself (nava_core.preflight,
+    which `nava-render batch` uses too)."""
+    from nava_core.preflight import lint_findings
+
+    return _finding_dicts(lint_findings(request))
 
 
 def effective_seconds(state: dict[str, Any]) -> float:

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
     p.add_argument("--no-live-preview", action="store_true",
                    help="do not show the clip taking shape while it denoises (saves a little time per render)")
-    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME or ~/.local/share/nava-studio)")
+    p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME, else $XDG_DATA_HOME/nava-studio, else ~/.local/share/nava-studio)")
     return p
 
 

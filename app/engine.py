@@ -7,8 +7,6 @@ diffusers) are imported inside the calls that need them, so the page is served b
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -162,16 +160,10 @@ def tiny_banner(choice: WeightChoice) -> str:
 
 
 def detect_gpus() -> list[str]:
-    """GPU names and memory as text, from nvidia-smi (cheap: no torch import, so startup stays fast)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """GPU names and memory as text (`nava_core.estimate.detect_gpus`: nvidia-smi, no torch import)."""
+    from nava_core.estimate import detect_gpus as gpus
+
+    return [str(g) for g in gpus()]
 
 
 def valid_gpu_counts(available: int | None = None) -> list[int]:
@@ -221,15 +213,6 @@ def probe_voice(path: str | Path) -> VoiceInfo:
 
 
 # ---- rendering -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RenderFiles:
-    mp4: str | None
-    wav: str | None
-    srt: str | None
-    request_json: str
-    timings: dict[str, float]
 
 
 def adapt_for_engine(request: RenderRequest, choice: WeightChoice) -> RenderRequest:
@@ -308,39 +291,51 @@ class Engine:
                 self._pipe.close()  # a worker group's processes
             self._pipe = None
 
-    def render(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None = None,
-               cancel: CancelToken | None = None) -> RenderFiles:
-        """Render one request into `out_dir` (a fresh folder); raises RenderCancelled on cancel.
-
-        Holds `gpu_lock` for the whole render, so nothing else uses the GPU meanwhile.
+    def finalize(self, request: RenderRequest) -> RenderRequest:
+        """The request exactly as this engine will render it, decided once before it is stored: the
+        preview size on tiny weights, the memory profile resolved to the one that will run (and the VAE
+        tiling it implies), the GPU count. The sidecar, the MP4 metadata and History carry this request.
         """
-        with self.gpu_lock:
-            return self._render_locked(request, out_dir, progress, cancel)
+        request = adapt_for_engine(request, self.choice)
+        state = getattr(self._pipe, "memory_state", None)
+        if state is not None:
+            profile = state.profile.name
+        else:
+            import torch  # resolving 'auto' asks torch for the GPU's memory (called at submit, not startup)
 
-    def _render_locked(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None,
-                       cancel: CancelToken | None) -> RenderFiles:
+            from app.zerogpu import on_zerogpu
+            from nava_core.memory import profile_for_device
+
+            device = "cuda" if torch.cuda.is_available() and not on_zerogpu() else "cpu"
+            profile = profile_for_device(self.memory_profile, device)
+        tiled = request.tiled_vae or profiles.MEMORY_PROFILES[profile].vae_tiling
+        return request.replace(memory_profile=profile, gpus=self.gpus, tiled_vae=tiled)
+
+    def render(self, request: RenderRequest, out_dir: Path, progress: Callable[[ProgressEvent], None] | None = None,
+               cancel: CancelToken | None = None) -> Any:
+        """Render one (finalised) request into `out_dir`; returns its `RenderOutputs` with a thumbnail.
+
+        Every job of the studio renders through here: it holds `gpu_lock` for the whole render (the
+        one place the lock is taken) and is the function the ZeroGPU wrapper decorates. Raises
+        RenderCancelled on cancel.
+        """
         from nava_core.render import render_to_files
 
-        t0 = time.perf_counter()
-        pipe = self.pipeline(progress)
-        _onto_gpu(pipe)
-        t_load = time.perf_counter() - t0
-        if cancel is not None:
-            cancel.raise_if_cancelled()
-        preview = self.preview_every if self.gpus == 1 else 0  # a worker group sends no previews
-        outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel, preview_every=preview)
-        sidecar = getattr(outs, "sidecar", None)
-        req_path = Path(sidecar) if sidecar else Path(out_dir) / "request.json"
-        if not req_path.exists():
-            req_path.write_text(request.to_json(), encoding="utf-8")
-        timings = {"load_s": round(t_load, 3), "render_s": round(time.perf_counter() - t0 - t_load, 3)}
-        extra = getattr(outs, "timings", None)
-        if isinstance(extra, dict):
-            timings.update({k: float(v) for k, v in extra.items() if isinstance(v, (int, float))})
-        return RenderFiles(
-            mp4=_opt_path(getattr(outs, "mp4", None)), wav=_opt_path(getattr(outs, "wav", None)),
-            srt=_opt_path(getattr(outs, "srt", None)), request_json=str(req_path), timings=timings,
-        )
+        from app.media import audio_picture, video_thumbnail
+
+        with self.gpu_lock:
+            t0 = time.perf_counter()
+            pipe = self.pipeline(progress)
+            _onto_gpu(pipe)
+            t_load = time.perf_counter() - t0
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            preview = self.preview_every if self.gpus == 1 else 0  # a worker group sends no previews
+            outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel, preview_every=preview)
+        thumb = (video_thumbnail(outs.mp4, Path(out_dir) / "thumbnail.png") if outs.mp4
+                 else audio_picture(outs.wav, Path(out_dir) / "waveform.png"))
+        timings = {**outs.timings, "load_s": round(t_load, 3)}
+        return outs.replace(thumbnail=Path(thumb) if thumb else None, timings=timings)
 
 
 def _onto_gpu(pipe: Any) -> None:
@@ -358,7 +353,3 @@ def _onto_gpu(pipe: Any) -> None:
         return
     log.info("moving the pipeline to cuda")
     pipe.to("cuda")
-
-
-def _opt_path(p: Any) -> str | None:
-    return str(p) if p else None

@@ -6,7 +6,6 @@ Kept apart from the layout so tests can call them directly with plain values.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import time
 from typing import Any
@@ -14,13 +13,13 @@ from typing import Any
 import gradio as gr
 
 from nava_core.config import GuidanceScales
-from nava_core.request import RenderRequest, RequestError
+from nava_core.request import RequestError
 
 import prompt_builder as pb
 
 from app import builder as B
 from app import engine as E
-from app.service import StudioError, StudioService
+from app.service import StudioService
 from app.timeline_view import EditError, apply_edit, table_rows, timeline_html
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,12 @@ def values_dict(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
 def state_of(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
     """Form values + beats + cast, then (from the Studio page) every builder row field -> builder state.
 
-    The row fields are laid over the beats/cast state (app.studio_rows_pool.merge_rows): what the
+    The row fields are laid over the beats/cast state (app.studio_rows.merge_rows): what the
     boxes say is what the state is, whatever the state last heard."""
     n = len(B.FORM_KEYS)
     beats, cast = list(vals[n] or []), list(vals[n + 1] or [])
     if len(vals) > n + 2:
-        from app.studio_rows_pool import merge_rows
+        from app.studio_rows import merge_rows
 
         beats, cast = merge_rows(beats, cast, list(vals[n + 2:]))
     return B.state_from_form(values_dict(vals[:n]), beats, cast)
@@ -77,14 +76,14 @@ def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
         compiled, findings = service.compile(state)
     except (pb.SchemaError, ValueError, TypeError) as e:
         msg = f'<div class="nava-lint nava-lint-error">⛔ {html.escape(str(e))}</div>'
-        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", "", ""]
+        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", ""]
     blocks = lint_markdown(findings)
     values = values_dict(vals[: len(B.FORM_KEYS)])
     prompt_update = gr.update() if compiled.manual else gr.update(value=compiled.text)
     note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
     binding = voice_binding(compiled, state)
     estimate = request_estimate(service, state)
-    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate, estimate]
+    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
 
 
 def request_estimate(service: StudioService, state: dict[str, Any]) -> str:
@@ -150,122 +149,6 @@ def mode_visibility(mode: str) -> dict[str, bool]:
     return {"camera": video, "image": video, "bucket": video, "guidance.video": video,
             "guidance.video_align": video, "result_video": video, "result_audio": not video,
             "result_picture": not video}
-
-
-# ---- history ------------------------------------------------------------------------------------
-
-HISTORY_HEADERS = ["id", "when", "status", "title", "mode", "seconds", "time (s)", "message"]
-
-
-def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[list[Any]]]:
-    import time as _t
-
-    gallery, rows = [], []
-    for e in service.history.list():
-        try:
-            req = json.loads(e.request_json)
-        except json.JSONDecodeError:
-            req = {}
-        when = _t.strftime("%Y-%m-%d %H:%M:%S", _t.localtime(e.created))
-        seconds, total = req.get("seconds", ""), e.timings.get("total_s", "")
-        rows.append([e.id, when, e.status, e.title, req.get("mode", ""),
-                     round(seconds, 2) if isinstance(seconds, (int, float)) else seconds,
-                     round(total, 1) if isinstance(total, (int, float)) else total, e.error])
-        if e.thumbnail:
-            gallery.append((e.thumbnail, f"{e.id} · {e.status}"))
-    return gallery, rows
-
-
-def api_render(service: StudioService, request_json: str) -> str:
-    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out.
-
-    Every field and every voice/image file is checked (nava_core.validation) before anything is
-    queued, so a refused request never reaches the queue or the history.
-    """
-    from nava_core.validation import InputError, check_request_dict
-
-    data: Any = request_json
-    if isinstance(request_json, str) and len(request_json) <= MAX_REQUEST_JSON_CHARS:
-        try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
-            data = json.loads(request_json)
-        except json.JSONDecodeError:
-            pass  # check_request_dict says where the syntax error is
-    try:
-        request = check_request_dict(data, check_files=True)
-    except InputError as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    except (RequestError, ValueError) as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    from nava_core.preflight import lint_problems
-
-    problems = lint_problems(request)  # the Studio's and the Batch's checks, before anything is queued
-    if problems:
-        raise gr.Error("render request refused: " + "; ".join(problems))
-    try:
-        job = service.render_blocking(request)
-    except StudioError as e:
-        raise gr.Error(str(e)) from e
-    if job.status != "done":
-        raise gr.Error(job.error or f"render {job.status}")
-    return job.outputs.get("mp4") or job.outputs["wav"]
-
-
-MAX_PROJECT_JSON_CHARS = 200_000
-MAX_REQUEST_JSON_CHARS = 16 * 1024 * 1024  # larger JSON is refused unparsed
-MAX_PROJECT_FIELD_CHARS = 20_000
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
-
-
-def _check_project_texts(value: Any, where: str = "project") -> None:
-    """Every string in the project (scene, lines, cast, ...) passes check_text: no NUL/control characters."""
-    from nava_core.validation import check_text
-
-    if isinstance(value, str):
-        check_text(value, MAX_PROJECT_FIELD_CHARS, where, allow_empty=True)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_project_texts(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_project_texts(v, f"{where}[{i}]")
-
-
-def _project_from_text(project_json: str) -> pb.Project:
-    """Parse /lint and /compile input, refusing control characters and over-long text first."""
-    from nava_core.validation import InputError, check_text
-
-    try:
-        text = check_text(project_json, MAX_PROJECT_JSON_CHARS, "project JSON")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None  # Project.from_json reports the syntax error below
-        if data is not None:
-            _check_project_texts(data)
-    except InputError as e:
-        raise gr.Error(f"invalid project: {_one_line(e)}") from e
-    try:
-        return pb.Project.from_json(text)
-    except (pb.SchemaError, ValueError) as e:
-        raise gr.Error(f"invalid project: {_one_line(e)}") from e
-
-
-def api_lint(project_json: str) -> str:
-    """/lint: a project as JSON text in, findings as a JSON list out."""
-    project = _project_from_text(project_json)
-    findings = pb.lint_project(project, project.seconds)
-    return json.dumps([{"severity": f.severity, "where": f.where, "message": f.message, "fix": f.fix}
-                       for f in findings], ensure_ascii=False)
-
-
-def api_compile(project_json: str) -> str:
-    """/compile: a project as JSON text in, {"prompt", "voices", "span_speakers"} as JSON out."""
-    compiled = pb.compile_project(_project_from_text(project_json))
-    return json.dumps({"prompt": compiled.text, "voices": list(compiled.voices),
-                       "span_speakers": list(compiled.span_speakers)}, ensure_ascii=False)
 
 
 def timeline_outputs(vals: list[Any]) -> tuple[str, list[list[Any]]]:

@@ -44,13 +44,9 @@ class StudioPaths:
         return self.uploads / "images"
 
     @property
-    def history_db(self) -> Path:
-        return self.home / "history.sqlite"
-
-    @property
-    def render_queue_db(self) -> Path:
-        """The durable queue of single renders (resumed on restart)."""
-        return self.home / "queue.sqlite"
+    def jobs_db(self) -> Path:
+        """The one job store: studio, API and Batch-tab renders, queued and finished (History)."""
+        return self.home / "jobs.sqlite"
 
     @property
     def weights(self) -> Path:

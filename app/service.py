@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import logging
 import shutil
 import threading
@@ -17,16 +16,18 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nava_core.config import nearest_bucket
-from nava_core.progress import PHASE_LABELS, ProgressEvent
+from nava_core.progress import PHASE_LABELS, ProgressEvent, RenderCancelled
 from nava_core.request import RenderRequest, RequestError
 
 from app import builder as B
 from app import engine as E
 from app.errors import explain
-from app.history import HistoryStore
-from app.media import audio_picture, video_thumbnail, write_preview_wav
+from app.history import HistoryView
+from app.media import write_preview_wav
+from app.migrate import migrate_data_folder
 from app.paths import StudioPaths
-from app.render_queue import SINGLE_BATCH, RenderJob, RenderQueue
+from nava_core.jobs import Job, JobQueue, RenderFailed, Worker
+from nava_core.outputs import RenderOutputs
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class VoiceUpload:
 class RenderView:
     """One UI update while a render is queued, running or finished."""
 
-    job_id: str
+    job_id: int
     status: str
     html: str
     video: str | None = None
@@ -60,63 +61,48 @@ class RenderView:
 
 
 class StudioService:
-    """Owns the render queue, history and engine for one running studio.
+    """One running studio: its data folder, its engine, and the one job store every render goes through.
 
-    `gpu_lock` is the one lock every GPU render holds for its whole duration: `Engine.render` takes
-    it, and so does the Batch tab's worker (it looks for `service.gpu_lock`), so a single render and a
-    batch job never share the GPU.
+    Studio clicks, API calls and Batch-tab jobs are all rows of one `JobQueue` (`<home>/jobs.sqlite`;
+    batch jobs carry a `batch_id`), admitted by one method (`_admit`: lint, validation, the request
+    finalised for this engine) and rendered by one `Worker` thread through `Engine.render` (ZeroGPU
+    wrapper and the GPU lock included). History is a view of that store (`app.history`). Data folders
+    of earlier versions (queue.sqlite + history.sqlite + batch/queue.sqlite) are migrated on the first
+    start (`app.migrate`).
     """
 
     def __init__(self, paths: StudioPaths, engine: E.Engine) -> None:
         self.paths = paths
         self.engine = engine
-        self.gpu_lock: threading.RLock = engine.gpu_lock
-        self.batch: Any = None  # the Batch tab's runner, once mounted (attach_batch)
-        self.history = HistoryStore(paths.history_db)
-        self.queue = RenderQueue(paths.render_queue_db, paths.outputs, self._run_job, self._on_job_change,
-                                 explain=explain, start=False)
-        self._reconcile_history()
-        self.queue.start()
-
-    def _reconcile_history(self) -> None:
-        """After a restart, make each unfinished history row agree with the queue file.
-
-        Resumed renders stay queued; renders the queue adopted as finished get their files; the
-        rest (no queue row, or failed past the retry limit) say they were interrupted.
-        """
-        rows = {j.label: j for j in self.queue.db.list(batch_id=SINGLE_BATCH)}
-        for entry in self.history.list(limit=100_000):
-            if entry.status not in ("queued", "running"):
-                continue
-            job = rows.get(entry.id)
-            if job is not None and job.state == "queued":
-                self.history.update(entry.id, status="queued")
-            elif job is not None and job.state == "done":
-                outputs = dict(job.outputs)
-                if job.final_dir:
-                    outputs["folder"] = job.final_dir
-                self.history.update(entry.id, status="done", outputs=outputs, timings=dict(job.timings))
-            else:
-                self.history.mark_interrupted(entry.id, job.error if job is not None else None)
-        resumed = self.queue.resumed()
+        migrate_data_folder(paths)
+        self.jobs = JobQueue(paths.jobs_db)
+        self.history = HistoryView(self.jobs)
+        self.live_preview: tuple[int, Any] | None = None  # (job id, nava_core.preview.Preview) while it denoises
+        self.worker = Worker(self.jobs, self._render, paths.outputs, on_progress=self._keep_preview)
+        resumed = self.jobs.counts()["queued"]
         if resumed:
-            log.info("resuming %d queued render(s) from the previous run", len(resumed))
+            log.info("resuming %d queued render(s) from the previous run", resumed)
+        self.worker.start()
 
-    def attach_batch(self, runner: Any) -> None:
-        """The Batch tab's runner: switching weights waits for it, and closing the studio closes it."""
-        self.batch = runner
+    def _keep_preview(self, ev: ProgressEvent) -> None:
+        """The running job's latest live preview (the worker keeps only its latest event)."""
+        if ev.preview is not None and self.worker.current is not None:
+            self.live_preview = (self.worker.current, ev.preview)
 
-    def batch_busy(self) -> bool:
-        if self.batch is None:
-            return False
-        counts = self.batch.queue.counts()
-        return bool(counts.get("queued") or counts.get("running"))
+    @property
+    def gpu_lock(self) -> threading.RLock:
+        """The engine's lock, held by `Engine.render` for a whole render (the only place it is taken)."""
+        return self.engine.gpu_lock
+
+    def pending(self) -> list[Job]:
+        """Unfinished jobs of every origin: the running one first, then the waiting ones in order."""
+        jobs = self.jobs.list(states=("running", "queued"))
+        return sorted(jobs, key=lambda j: (j.state != "running", j.id))
 
     def close(self) -> None:
-        if self.batch is not None:
-            self.batch.close()
-            self.batch = None
-        self.queue.shutdown()
+        """Stop the worker (a render in progress is put back in line) and close the store."""
+        if self.worker.stop():
+            self.jobs.close()
 
     # ---- builder -------------------------------------------------------------------------------
 
@@ -124,20 +110,14 @@ class StudioService:
         return B.compile_state(state), B.lint_state(state)
 
     def build_request(self, state: dict[str, Any]) -> RenderRequest:
-        """The request exactly as the engine in use will render it (tiny: preview frame size)."""
+        """The request exactly as the engine in use will render it (finalised: size, profile, tiling)."""
         try:
             request = B.request_from_state(state)
         except RequestError as e:
             raise StudioError(explain(e)) from e
         except (ValueError, TypeError) as e:
             raise StudioError(f"The builder has an invalid value: {e}") from e
-        return self._for_engine(request)
-
-    def _for_engine(self, request: RenderRequest) -> RenderRequest:
-        """The request as this engine renders it: preview size on tiny weights, and the memory profile
-        and GPU count in use recorded in it (so the MP4 says how it was made)."""
-        request = E.adapt_for_engine(request, self.engine.choice)
-        return request.replace(memory_profile=E.canonical_profile(self.engine.memory_profile), gpus=self.engine.gpus)
+        return self.engine.finalize(request)
 
     def preflight(self, state: dict[str, Any]) -> list[str]:
         """Blocking problems (errors) that must be fixed before rendering."""
@@ -275,11 +255,12 @@ class StudioService:
     def switch_weights(self, arg: str, memory_profile: str | None = None, precision: str | None = None,
                        gpus: int | None = None) -> E.WeightChoice:
         """Use another weights folder (or 'tiny'); refused while a single render or a batch job runs or waits."""
-        if self.queue.snapshot():
-            raise StudioError("A render is running or queued; switch weights when the queue is empty.")
-        if self.batch_busy():
+        pending = self.pending()
+        if any(j.batch_id for j in pending):
             raise StudioError("Batch jobs are running or queued; switch weights when the batch is finished "
                               "or cancelled (Batch tab).")
+        if pending:
+            raise StudioError("A render is running or queued; switch weights when the queue is empty.")
         if not self.gpu_lock.acquire(blocking=False):
             raise StudioError("A render is using the GPU; switch weights when it has finished.")
         try:
@@ -302,10 +283,27 @@ class StudioService:
             raise StudioError(f"{Path(upload).name} is not an image NAVA Studio can read ({e}); upload a PNG or JPEG.") from e
         return str(self._store(upload, self.paths.images)), nearest_bucket(w, h).name
 
-    # ---- rendering -----------------------------------------------------------------------------
+    # ---- rendering: the one way into the store ---------------------------------------------------
 
-    def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None) -> RenderJob:
-        """Queue a render of the builder state (or of a ready request, for the API)."""
+    def _admit(self, request: RenderRequest) -> RenderRequest:
+        """Every job's checks, whatever queued it: the prompt's lint errors, the input checks (fields,
+        voice and image files by content), then the request finalised for this engine. Raises
+        StudioError saying what to change; nothing is stored before this passes."""
+        from nava_core.validation import InputError, check_request_dict
+
+        errors = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
+                  for f in B.lint_request(request) if f["severity"] == "error"]
+        if errors:
+            raise StudioError("Fix these before rendering: " + "; ".join(errors))
+        try:
+            checked = check_request_dict(request.to_dict(), check_files=True)
+        except (InputError, RequestError, ValueError) as e:
+            raise StudioError(f"invalid render request: {' '.join(str(e).split())}") from e
+        return self.engine.finalize(checked)
+
+    def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None,
+               source: str = "studio") -> Job:
+        """Queue a render of the builder state (or of a ready request, for the API); returns its job."""
         if request is None:
             if state is None:
                 raise StudioError("nothing to render")
@@ -313,85 +311,99 @@ class StudioService:
             if problems:
                 raise StudioError("Fix these before rendering: " + "; ".join(problems))
             request = self.build_request(state)
-        else:
-            request = self._for_engine(request)
-        builder_state = state if state is not None else _safe_state_from_request(request)
-        job = RenderJob(request=request)
-        self.history.add(job.id, request.to_json(), builder_state, title=request.title, engine=self.engine.label)
-        return self.queue.submit(request, builder_state, owner, job_id=job.id)
+        final = self._admit(request)
+        builder_state = state if state is not None else _safe_state_from_request(final)
+        job_id = self.jobs.enqueue(final, source=source, owner=owner, engine=self.engine.label, builder=builder_state)
+        self.worker.wake()
+        return self.jobs.get(job_id)  # type: ignore[return-value]
 
-    def _run_job(self, job: RenderJob, out_dir: Path, progress: Any, cancel: Any) -> dict[str, Any]:
-        """Render into the queue's temporary folder; every output named here must lie inside it."""
-        with self.gpu_lock:  # held here too, in this process, when Engine.render runs in a ZeroGPU worker
-            files = self.engine.render(job.request, out_dir, progress=progress, cancel=cancel)
-        outputs = {"request": files.request_json}
-        if files.mp4:
-            outputs["mp4"] = files.mp4
-            thumb = video_thumbnail(files.mp4, out_dir / "thumbnail.png")
-            if thumb:
-                outputs["thumbnail"] = str(thumb)
-        if files.wav:
-            outputs["wav"] = files.wav
-            if not files.mp4:
-                outputs["picture"] = str(audio_picture(files.wav, out_dir / "waveform.png"))
-                outputs["thumbnail"] = outputs["picture"]
-        if files.srt:
-            outputs["srt"] = files.srt
-        return {"outputs": outputs, "timings": files.timings}
+    def submit_batch(self, planned: list[Any], batch_id: str) -> list[int]:
+        """Queue a batch's planned jobs (all or nothing) through the same checks as a single render."""
+        finals = [self._admit(p.request) for p in planned]
+        ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
+                                     source="batch", engine=self.engine.label)
+        self.worker.wake()
+        return ids
 
-    def _on_job_change(self, job: RenderJob) -> None:
-        if job.status == "queued":
-            return
-        self.history.update(job.id, status=job.status, outputs=job.outputs or None,
-                            timings=job.timings or None, error=job.error or None)
+    def _render(self, request: RenderRequest, out_dir: Path, progress: Any, cancel: Any) -> RenderOutputs:
+        """The worker's render function: the engine call, into the job's temporary folder; an error is
+        stored as the message the page shows (what went wrong and what to do)."""
+        try:
+            return self.engine.render(request, out_dir, progress=progress, cancel=cancel)
+        except RenderCancelled:
+            raise
+        except Exception as e:
+            log.exception("render failed")
+            raise RenderFailed(explain(e)) from e
 
     def cancel(self, owner: str) -> str:
-        n = self.queue.cancel_owner(owner)
+        """The Cancel button: every unfinished studio job of this browser session."""
+        n = sum(self.worker.cancel(j.id) for j in self.pending() if j.owner == owner and not j.batch_id)
         return "Cancelling: the render stops at its next step." if n else "Nothing to cancel."
 
-    def view(self, job: RenderJob) -> RenderView:
+    def jobs_ahead(self, job_id: int) -> int:
+        """How many renders run before this one starts (the running one included)."""
+        return sum(1 for j in self.pending() if j.id < job_id or j.state == "running")
+
+    def view(self, job_id: int) -> RenderView:
         """What the page shows for a job right now."""
-        if job.status == "queued":
-            ahead = self.queue.jobs_ahead(job.id)
+        job = self.jobs.get(job_id)
+        if job is None:
+            return RenderView(job_id, "failed", panel("failed", "this render is not in the store", 0.0))
+        if job.state == "queued":
+            ahead = self.jobs_ahead(job_id)
             msg = f"Queued: {ahead} render{'s' if ahead != 1 else ''} ahead of this one (position {ahead + 1})."
-            return RenderView(job.id, "queued", _panel("queued", msg, 0.0))
-        if job.status == "running":
-            ev = job.event or ProgressEvent("loading", message="starting")
-            return RenderView(job.id, "running", _panel("running", ev.describe(), _overall(ev), ev.phase))
-        if job.status == "done":
-            o = job.outputs
+            return RenderView(job_id, "queued", panel("queued", msg, 0.0))
+        if job.state == "running":
+            ev = (self.worker.event if self.worker.current == job_id else None) or ProgressEvent("loading", message="starting")
+            return RenderView(job_id, "running", panel("running", ev.describe(), _overall(ev), ev.phase))
+        result = job.result
+        if result is not None:
             t = job.timings.get("total_s")
             msg = f"Done in {t:.1f} s." if t else "Done."
-            files = tuple(o[k] for k in ("mp4", "wav", "srt", "request") if o.get(k))
-            return RenderView(job.id, "done", _panel("done", msg, 1.0), video=o.get("mp4"),
-                              audio=o.get("wav") if not o.get("mp4") else None, picture=o.get("picture"), files=files)
-        return RenderView(job.id, job.status, _panel(job.status, job.error or job.status, 0.0), error=job.error)
+            files = tuple(str(p) for p in (result.mp4, result.wav, result.srt, result.sidecar) if p)
+            return RenderView(job_id, "done", panel("done", msg, 1.0), video=_opt(result.mp4),
+                              audio=None if result.mp4 else _opt(result.wav),
+                              picture=None if result.mp4 else _opt(result.thumbnail), files=files)
+        error = _job_error(job)
+        return RenderView(job_id, job.state, panel(job.state, error, 0.0), error=error)
 
-    def follow(self, job: RenderJob, interval: float = 0.25) -> Iterator[RenderView]:
+    def follow(self, job_id: int, interval: float = 0.25) -> Iterator[RenderView]:
         """Views of a job until it finishes (the page's render handler yields these)."""
         last = None
         while True:
-            finished = job.done_event.wait(interval)
-            v = self.view(job)
+            job = self.worker.wait(job_id, interval)
+            v = self.view(job_id)
             if v != last:
                 yield v
                 last = v
-            if finished:
+            if job is None or job.finished:
                 return
 
-    def render_blocking(self, request: RenderRequest, timeout: float | None = None) -> RenderJob:
-        job = self.submit(None, owner="api", request=request)
-        return self.queue.wait(job.id, timeout)
+    def render_blocking(self, request: RenderRequest, timeout: float | None = None, owner: str = "api") -> Job:
+        job = self.submit(None, owner=owner, request=request, source="api")
+        return self.worker.wait(job.id, timeout)  # type: ignore[return-value]
 
     # ---- history -------------------------------------------------------------------------------
 
-    def reuse(self, render_id: str) -> dict[str, Any]:
-        entry = self.history.get(render_id)
-        if entry is None:
-            raise StudioError(f"render {render_id} is not in the history")
-        if entry.builder:
-            return entry.builder
-        return _safe_state_from_request(RenderRequest.from_json(entry.request_json))
+    def reuse(self, job_id: int | str) -> dict[str, Any]:
+        job = self.history.get(job_id)
+        if job is None:
+            raise StudioError(f"render {job_id} is not in the history")
+        if job.builder:
+            return job.builder
+        return _safe_state_from_request(job.request)
+
+
+def _opt(p: Any) -> str | None:
+    return str(p) if p else None
+
+
+def _job_error(job: Job) -> str:
+    """The message a failed or cancelled job shows: the engine's error explained, or why it stopped."""
+    if job.state == "cancelled":
+        return "cancelled; nothing was written" if job.error in (None, "", "cancelled") else job.error
+    return job.error or "the render failed"
 
 
 def _safe_state_from_request(request: RenderRequest) -> dict[str, Any] | None:
@@ -412,7 +424,7 @@ def _overall(ev: ProgressEvent) -> float:
     return (lo + (hi - lo) * ev.fraction) / 100
 
 
-def _panel(status: str, message: str, fraction: float, phase: str | None = None) -> str:
+def panel(status: str, message: str, fraction: float, phase: str | None = None) -> str:
     """The progress panel: phase chips, a bar and one line of text (plain HTML, no script)."""
     chips = []
     current = PHASES.index(phase) if phase in PHASES else (len(PHASES) if status == "done" else -1)

@@ -3,7 +3,7 @@ render settings, the queue, and the sticky action bar with progress, live previe
 
 How it survives a real person (issue 14):
 
-- rows are a fixed pool whose fields are the truth (`app.studio_rows_pool`); one recompile, `always_last`
+- rows are a fixed pool whose fields are the truth (`app.studio_rows`); one recompile, `always_last`
   and serialised, reads every field, so the prompt always says what the boxes say;
 - every way a project arrives (preset, bundle, Reuse settings, a dropped MP4, the autosave) goes
   through `StudioTab.load_updates`, which writes every component, the mode-dependent parts, the
@@ -33,7 +33,7 @@ from app import handlers as H
 from app import queue_view as Q
 from app.restore import RestoreError, state_from_media
 from app.service import VOICE_EXTS, StudioError, StudioService
-from app.studio_rows_pool import BuilderRows
+from app.studio_rows import BuilderRows
 
 log = logging.getLogger(__name__)
 
@@ -439,46 +439,54 @@ def _submit_job(service: StudioService, state: dict[str, Any], owner: str) -> st
 
 
 def _job(service: StudioService, job_id: str) -> Any:
-    return service.queue.get(job_id)
+    try:
+        return service.jobs.get(int(job_id))
+    except (TypeError, ValueError):
+        return None
 
 
 def _is_unfinished(service: StudioService, job_id: str) -> bool:
     job = _job(service, job_id)
-    return job is not None and job.status in ("queued", "running")
+    return job is not None and not job.finished
 
 
 def _cancel_job(service: StudioService, job_id: str) -> str:
-    return f"Cancelling render #{job_id}." if service.queue.cancel(job_id) else ""
+    return f"Cancelling render #{job_id}." if service.worker.cancel(int(job_id)) else ""
 
 
 def _queued_panel(service: StudioService, job_id: str) -> str:
-    job = _job(service, job_id)
-    return service.view(job).html if job is not None else _failed_panel("the render was not queued")
+    return service.view(int(job_id)).html
 
 
 def _failed_panel(message: str) -> str:
-    from app.service import _panel
+    from app.service import panel
 
-    return _panel("failed", message, 0.0)
+    return panel("failed", message, 0.0)
 
 
 def _queue_rows(service: StudioService, mine: list[str]) -> list[Q.QueueRow]:
+    """Every unfinished job (any origin), in the order they run, then this browser's recent finished ones."""
     rows = []
-    pending = service.queue.snapshot()
+    pending = service.pending()
     for pos, job in enumerate(pending):
-        detail = job.event.describe() if job.status == "running" and job.event is not None else ""
-        rows.append(Q.QueueRow(_qid(job), job.status, job.request.title, pos, detail, job.id in mine))
-    listed = {job.id for job in pending}
+        running = job.state == "running"
+        ev = service.worker.event if running and service.worker.current == job.id else None
+        detail = ev.describe() if ev is not None else ""
+        rows.append(Q.QueueRow(job.id, job.state, job.label or job.title, pos if not running else 0, detail,
+                               str(job.id) in mine, job.source or "studio"))
+    listed = {str(job.id) for job in pending}
     recent = [j for j in reversed(mine) if j not in listed][:RECENT_FINISHED]
     for jid in reversed(recent):
         job = _job(service, jid)
         if job is not None:
-            rows.append(Q.QueueRow(_qid(job), job.status, job.request.title, -1, job.error, True))
+            rows.append(Q.QueueRow(job.id, job.state, job.label or job.title, -1, job.error or "", True,
+                                   job.source or "studio"))
     return rows
 
 
-def _qid(job: Any) -> Any:
-    return job.id
+def _live_preview(service: StudioService, job_id: str) -> Any:
+    live = service.live_preview
+    return live[1] if live is not None and str(live[0]) == job_id else None
 
 
 def _follow(service: StudioService, mine: list[str], seen: dict[str, Any]) -> list[Any]:
@@ -490,11 +498,10 @@ def _follow(service: StudioService, mine: list[str], seen: dict[str, Any]) -> li
     latest = next((j for j in reversed(mine) if _job(service, j) is not None), None)
     if latest is None:
         return [out_queue, same, same, same, same, same, same, seen]
-    job = _job(service, latest)
-    view = service.view(job)
+    view = service.view(int(latest))
     out_panel = same if view.html == seen.get("panel") else view.html
     seen["panel"] = view.html
-    prev = getattr(job, "preview", None)
+    prev = _live_preview(service, latest)
     out_preview = same
     if view.status == "running" and prev is not None and seen.get("preview") != (latest, prev.step):
         seen["preview"] = (latest, prev.step)

@@ -60,7 +60,7 @@ def gpu_duration(request: Any) -> int:
 
 
 def find_request(args: tuple, kwargs: dict) -> Any:
-    """The RenderRequest among a call's arguments (directly, or as `.request` of e.g. a RenderJob)."""
+    """The RenderRequest among a call's arguments (directly, or as `.request` of e.g. a Job)."""
     from nava_core.request import RenderRequest
 
     for value in (*args, *kwargs.values()):

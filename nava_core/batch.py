@@ -8,6 +8,8 @@ single render starts. Each planned job carries a label ("timbre=2.0, seed=7") na
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -259,8 +261,6 @@ def expand_batch(defn: BatchDefinition, bundle_dir: str | os.PathLike[str] | Non
     if n > MAX_JOBS:
         raise BatchError("batch definition", f"it expands to {n:,} renders, over the limit of {MAX_JOBS:,}",
                          "split it into smaller batches or shrink the grids")
-    from nava_core.preflight import lint_problems
-
     bdir = Path(bundle_dir) if bundle_dir is not None else None
     many = len(defn.items) > 1
     jobs: list[PlannedJob] = []
@@ -278,10 +278,6 @@ def expand_batch(defn: BatchDefinition, bundle_dir: str | os.PathLike[str] | Non
         for combo in itertools.product(*(v for _, v in grid)):
             changes = dict(zip(keys, combo))
             req = _apply(base, changes, what) if changes else base
-            problems = lint_problems(req)  # the Studio's checks: a batch never renders what it would refuse
-            if problems:
-                where = f"{what}" + (f" with {', '.join(f'{k}={_fmt(v)}' for k, v in changes.items())}" if changes else "")
-                raise BatchError(where, "; ".join(problems), "fix the preset or bundle, or sweep other values")
             for seed in seeds:
                 r = req.replace(seed=seed)
                 varied = {**changes, "seed": seed}
@@ -302,3 +298,56 @@ __all__ = [
     "MAX_JOBS",
     "GRID_KEYS",
 ]
+
+
+def check_files(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
+    """Run the file checks (voices, first-frame image) once per distinct set of files."""
+    seen: dict[tuple[Any, ...], RenderRequest] = {}
+    out = []
+    for job in jobs:
+        key = (job.request.speaker_wavs, job.request.image)
+        if key not in seen:
+            try:
+                seen[key] = check_request_dict(job.request.to_dict(), check_files=True)
+            except InputError as e:
+                raise BatchError(f"{job.source or 'batch'} ({job.label}), {e.what}", e.why, e.fix) from None
+        checked = seen[key]
+        req = job.request.replace(speaker_wavs=checked.speaker_wavs, image=checked.image)
+        out.append(dataclasses.replace(job, request=req))
+    return out
+
+
+def lint_jobs(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
+    """The Studio's prompt checks (nava_core.preflight) on every planned job: a batch never renders what
+    the Studio would refuse. Raises BatchError naming the first job that fails; the jobs otherwise."""
+    from nava_core.preflight import lint_problems
+
+    seen: set[tuple[str, str, float]] = set()
+    for job in jobs:
+        r = job.request
+        key = (r.prompt, json.dumps(r.project, sort_keys=True) if r.project else "", r.seconds)
+        if key in seen:  # seeds and guidance do not change the lint
+            continue
+        seen.add(key)
+        problems = lint_problems(r)
+        if problems:
+            raise BatchError(f"batch job {job.label}", "; ".join(problems),
+                             "fix the preset or bundle, or make the clip longer")
+    return list(jobs)
+
+
+def batch_id_for(defn: BatchDefinition) -> str:
+    """Same definition (after flags and path resolution) -> same id, so a re-run resumes it."""
+    digest = hashlib.sha256(defn.to_json().encode("utf-8")).hexdigest()[:10]
+    from nava_core.jobs import slugify
+
+    return f"{slugify(defn.name, 40)}-{digest}"
+
+
+def fmt_seconds(s: float) -> str:
+    s = max(0.0, float(s))
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"

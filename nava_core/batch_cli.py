@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -24,13 +23,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, TextIO
+from typing import Any, Callable, Mapping, TextIO
 
-from nava_core.batch import BatchDefinition, BatchError, PlannedJob, expand_batch
+from nava_core.batch import (
+    BatchDefinition,
+    PlannedJob,
+    batch_id_for,
+    check_files,
+    expand_batch,
+    lint_jobs,
+    fmt_seconds,
+)
 from nava_core.estimate import render_seconds
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent
 from nava_core.request import RenderRequest, RequestError
-from nava_core.validation import InputError, check_request_dict
+from nava_core.validation import InputError
 
 log = logging.getLogger(__name__)
 
@@ -98,31 +105,6 @@ def _absolute_sources(defn: BatchDefinition, base: Path) -> BatchDefinition:
     return dataclasses.replace(defn, items=items)
 
 
-def check_files(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
-    """Run the file checks (voices, first-frame image) once per distinct set of files."""
-    seen: dict[tuple[Any, ...], RenderRequest] = {}
-    out = []
-    for job in jobs:
-        key = (job.request.speaker_wavs, job.request.image)
-        if key not in seen:
-            try:
-                seen[key] = check_request_dict(job.request.to_dict(), check_files=True)
-            except InputError as e:
-                raise BatchError(f"{job.source or 'batch'} ({job.label}), {e.what}", e.why, e.fix) from None
-        checked = seen[key]
-        req = job.request.replace(speaker_wavs=checked.speaker_wavs, image=checked.image)
-        out.append(dataclasses.replace(job, request=req))
-    return out
-
-
-def batch_id_for(defn: BatchDefinition) -> str:
-    """Same definition (after flags and path resolution) -> same id, so a re-run resumes it."""
-    digest = hashlib.sha256(defn.to_json().encode("utf-8")).hexdigest()[:10]
-    from nava_core.jobs import slugify
-
-    return f"{slugify(defn.name, 40)}-{digest}"
-
-
 def plan_batch(
     path: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None, out_dir: str | os.PathLike[str] = "outputs",
     tiny: bool = True,
@@ -140,7 +122,7 @@ def plan_batch(
         defn = dataclasses.replace(defn, overrides={**defn.overrides, **overrides})
     defn = _absolute_sources(defn, p.resolve().parent)
     jobs = expand_batch(defn, bundle_dir=Path(out_dir) / "bundles")
-    jobs = check_files(jobs)
+    jobs = lint_jobs(check_files(jobs))  # files first (their message is the more specific), then the lint
     est = sum(render_seconds(j.request, tiny) for j in jobs)
     return BatchPlan(defn, jobs, batch_id_for(defn), est)
 
@@ -160,15 +142,6 @@ def make_render_fn(pipe: Any) -> RenderFn:
         return outs.as_dict()
 
     return render_fn
-
-
-def fmt_seconds(s: float) -> str:
-    s = max(0.0, float(s))
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
 
 
 class JobLine:
@@ -225,9 +198,9 @@ def _err(msg: str) -> None:
 
 @dataclass
 class _Interrupt:
-    """Ctrl-C cancels the running render at its next step; the queue keeps the rest for a re-run."""
+    """Ctrl-C stops the worker (the running render at its next step); the queue keeps the rest for a re-run."""
 
-    token: CancelToken
+    worker: Any
     previous: Any = None
 
     def __enter__(self) -> "_Interrupt":
@@ -236,10 +209,10 @@ class _Interrupt:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.token.cancelled:
+        if self.worker.stopping:
             raise KeyboardInterrupt
         _err("stopping after cancelling the current render (Ctrl-C again to quit at once)")
-        self.token.cancel()
+        self.worker.request_stop()
 
     def __exit__(self, *exc: object) -> None:
         if self.previous is not None:
@@ -248,7 +221,7 @@ class _Interrupt:
 
 def run_batch_cli(args: argparse.Namespace) -> int:
     """`nava-render batch FILE`: 0 all done, 1 some failed (listed), 2 invalid batch, 3 weights failed."""
-    from nava_core.jobs import JobQueue, run_one
+    from nava_core.jobs import JobQueue, Worker
 
     out = Path(args.out)
     tiny = str(args.weights) == "tiny" or _is_tiny_folder(args.weights)
@@ -277,7 +250,11 @@ def run_batch_cli(args: argparse.Namespace) -> int:
                   + (f", retrying {len(retry)} failed/cancelled" if retry else ""), file=sys.stderr)
         else:
             queue.enqueue_many(plan.jobs, batch_id=plan.batch_id)
-        report = queue.recover(out_root=out)
+        pipe: list[Any] = []  # loaded below, only when there is work: the worker renders through it
+        lines: dict[int, tuple[JobLine, float]] = {}
+        worker = Worker(queue, lambda req, tmp, prog, cancel: make_render_fn(pipe[0])(req, tmp, prog, cancel), out,
+                        on_progress=lambda ev: lines[worker.current][0](ev) if worker.current in lines else None)
+        report = worker.recovered
         if report.changed:
             print(f"recovered after a crash: {len(report.requeued)} re-queued, {len(report.adopted)} finished "
                   f"renders adopted, {len(report.failed)} failed (retry limit)", file=sys.stderr)
@@ -291,35 +268,35 @@ def run_batch_cli(args: argparse.Namespace) -> int:
         from nava_core.pipeline import NAVAPipeline
 
         try:
-            pipe = NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None))
+            pipe.append(NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None)))
         except (FileNotFoundError, ValueError, OSError) as e:
             _err(f"cannot load weights: {e}")
             return 3
-        render_fn = make_render_fn(pipe)
         order = {j.id: i for i, j in enumerate(queue.list(batch_id=plan.batch_id), 1)}
-        cancel = CancelToken()
         durations: list[float] = []
-        with _Interrupt(cancel):
-            while not cancel.cancelled:
-                job = queue.claim()
-                if job is None:
-                    break
-                idx = order.get(job.id)
-                line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
-                events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
-                t0 = time.perf_counter()
-                state = run_one(queue, job, render_fn, out, progress=line, cancel=cancel)
-                dt = time.perf_counter() - t0
-                final = queue.get(job.id)
-                events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
-                if state == "done":
-                    durations.append(dt)
-                    left = len(queue.list(states=("queued",)))
-                    eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
-                    line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
-                else:
-                    line.end(f"{state}: {final.error if final else ''}")
-        if cancel.cancelled:
+
+        def on_start(job: Any) -> None:
+            idx = order.get(job.id)
+            line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
+            lines[job.id] = (line, time.perf_counter())
+            events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
+
+        def on_end(job: Any, state: str) -> None:
+            line, t0 = lines.pop(job.id)
+            dt = time.perf_counter() - t0
+            final = queue.get(job.id)
+            events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
+            if state == "done":
+                durations.append(dt)
+                left = len(queue.list(states=("queued",)))
+                eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
+                line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
+            else:
+                line.end(f"{state}: {final.error if final else ''}")
+
+        with _Interrupt(worker):
+            worker.run(stop_when_empty=True, on_start=on_start, on_end=on_end)
+        if worker.stopping:
             _err(f"stopped; re-run the same command to resume ({len(queue.list(states=('queued',)))} job(s) queued)")
         return _finish(queue, plan)
     finally:
@@ -351,8 +328,6 @@ __all__ = [
     "BatchPlan",
     "plan_batch",
     "flag_overrides",
-    "check_files",
-    "batch_id_for",
     "make_render_fn",
     "run_batch_cli",
     "EventLog",

@@ -1,14 +1,18 @@
-"""The one estimator of a render's cost: FLOPs per forward, peak VRAM per GPU and wall time.
+"""The one estimator of a render's cost: FLOPs per forward, peak VRAM per GPU and wall time; and the
+one GPU list (`detect_gpus`).
 
 Everything that shows or plans with a duration asks here: the studio's estimate line, the ZeroGPU
-duration request, the Batch tab and `nava-render batch` ETAs. Torch-free (the GPU list is read with
-torch only when `detect_gpus` is called), so estimates answer before any heavy import.
+duration request, the Batch tab and `nava-render batch` ETAs. Torch-free (GPUs are listed by
+nvidia-smi), so estimates answer before any heavy import.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 
 from nava_core.config import NAVAConfig, pixel_frames, token_counts
@@ -53,16 +57,25 @@ class GPUInfo:
 
 
 def detect_gpus() -> list[GPUInfo]:
-    """CUDA GPUs visible to this process (empty on a CPU-only machine)."""
-    import torch
-
-    if not torch.cuda.is_available():
+    """NVIDIA GPUs this process may use, from `nvidia-smi` (no torch import: the studio lists them before
+    any heavy import), filtered by CUDA_VISIBLE_DEVICES like CUDA itself; empty without a GPU."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
         return []
-    out = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        out.append(GPUInfo(i, props.name, int(props.total_memory), bf16_peak_flops(props.name)))
-    return out
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        logger.debug("nvidia-smi failed: %s", e)
+        return []
+    found = {}
+    for line in out.splitlines():
+        parts = [x.strip() for x in line.split(",")]
+        if len(parts) == 3 and parts[0].isdigit() and parts[2].isdigit():
+            found[parts[0]] = (parts[1], int(parts[2]) * 1024**2)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    order = list(found) if visible is None else [v.strip() for v in visible.split(",") if v.strip() in found]
+    return [GPUInfo(i, found[k][0], found[k][1], bf16_peak_flops(found[k][0])) for i, k in enumerate(order)]
 
 
 # ---- estimates -----------------------------------------------------------------------------------

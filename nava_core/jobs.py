@@ -29,20 +29,24 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from nava_core.progress import CancelToken, ProgressCallback, RenderCancelled
+from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled
 from nava_core.request import RenderRequest
+
+if TYPE_CHECKING:
+    from nava_core.outputs import RenderOutputs
 
 log = logging.getLogger(__name__)
 
 STATES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "job.json"
 INCOMING_DIR = ".incoming"  # temporary per-job folders live here, on the same filesystem as outputs
 DEFAULT_MAX_ATTEMPTS = 3
 
-RenderFn = Callable[[RenderRequest, Path, "ProgressCallback | None", CancelToken], Mapping[str, "str | os.PathLike[str]"]]
+# render_fn(request, tmp_dir, progress, cancel) -> RenderOutputs (or a plain {name: path} mapping)
+RenderFn = Callable[[RenderRequest, Path, "ProgressCallback | None", CancelToken], Any]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,16 +67,33 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker_id TEXT,
     tmp_dir TEXT,
     final_dir TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT '',
+    owner TEXT NOT NULL DEFAULT '',
+    engine TEXT NOT NULL DEFAULT '',
+    builder_json TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state_id ON jobs (state, id);
 CREATE INDEX IF NOT EXISTS jobs_batch ON jobs (batch_id, id);
 """
+# Columns added by schema 2 (one store for studio, API and batch jobs); added to version-1 files on open.
+_V2_COLUMNS = (
+    ("source", "TEXT NOT NULL DEFAULT ''"),
+    ("owner", "TEXT NOT NULL DEFAULT ''"),
+    ("engine", "TEXT NOT NULL DEFAULT ''"),
+    ("builder_json", "TEXT"),
+)
+FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the queue. `request` parses `request_json` on demand."""
+    """One row of the store: a render of any origin (studio, API, batch), queued, running or finished.
+
+    `request` parses `request_json` on demand; `result` rebuilds the render's `RenderOutputs` once it
+    is done. `source` says who queued it (studio, api, batch, cli), `owner` which browser session,
+    `builder` the studio builder state it came from (History's "reuse settings").
+    """
 
     id: int
     request_json: str
@@ -91,10 +112,38 @@ class Job:
     tmp_dir: str | None
     final_dir: str | None
     cancel_requested: bool
+    source: str = ""
+    owner: str = ""
+    engine: str = ""
+    builder: dict[str, Any] | None = None
 
     @property
     def request(self) -> RenderRequest:
         return RenderRequest.from_json(self.request_json)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def title(self) -> str:
+        try:
+            return str(json.loads(self.request_json).get("title") or "")
+        except ValueError:
+            return ""
+
+    @property
+    def result(self) -> "RenderOutputs | None":
+        """The render's outputs (files, timings, final request) once done; None before."""
+        if self.state != "done":
+            return None
+        from nava_core.outputs import RenderOutputs
+
+        return RenderOutputs.from_files(self.request, self.outputs, self.timings)
+
+
+class RenderFailed(RuntimeError):
+    """A render error whose message is already written for the user; stored as is (no class name)."""
 
 
 @dataclass
@@ -160,6 +209,10 @@ def _row_to_job(row: sqlite3.Row) -> Job:
         tmp_dir=row["tmp_dir"],
         final_dir=row["final_dir"],
         cancel_requested=bool(row["cancel_requested"]),
+        source=row["source"] or "",
+        owner=row["owner"] or "",
+        engine=row["engine"] or "",
+        builder=json.loads(row["builder_json"]) if row["builder_json"] else None,
     )
 
 
@@ -194,8 +247,13 @@ class JobQueue:
         # NORMAL in WAL mode survives any process crash; only an OS crash may lose the last commit.
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._tx():
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(jobs)")}
             for stmt in filter(str.strip, _SCHEMA.split(";")):
                 self._conn.execute(stmt)
+            if have:  # an older file: add what schema 2 added, keeping every row
+                for name, decl in _V2_COLUMNS:
+                    if name not in have:
+                        self._conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {decl}")
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # ---- plumbing -----------------------------------------------------------------------------
@@ -226,14 +284,17 @@ class JobQueue:
     # ---- adding -------------------------------------------------------------------------------
 
     def enqueue(
-        self, request: RenderRequest | Mapping[str, Any] | str, batch_id: str | None = None, label: str = ""
+        self, request: RenderRequest | Mapping[str, Any] | str, batch_id: str | None = None, label: str = "",
+        *, source: str = "", owner: str = "", engine: str = "", builder: Mapping[str, Any] | None = None,
     ) -> int:
         """Add one job; returns its id. The request is validated and stored as compact JSON."""
         rj = _request_json(request)
         with self._tx() as c:
             cur = c.execute(
-                "INSERT INTO jobs (request_json, batch_id, label, created_at) VALUES (?, ?, ?, ?)",
-                (rj, batch_id, label or "", time.time()),
+                "INSERT INTO jobs (request_json, batch_id, label, created_at, source, owner, engine, builder_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (rj, batch_id, label or "", time.time(), source, owner, engine,
+                 json.dumps(builder) if builder is not None else None),
             )
             return int(cur.lastrowid)
 
@@ -242,6 +303,7 @@ class JobQueue:
         requests: Iterable[Any],
         batch_id: str | None = None,
         labels: Sequence[str] | None = None,
+        *, source: str = "", owner: str = "", engine: str = "",
     ) -> builtins.list[int]:
         """Add many jobs in one transaction (all or nothing).
 
@@ -262,8 +324,9 @@ class JobQueue:
         with self._tx() as c:
             for rj, label in rows:
                 cur = c.execute(
-                    "INSERT INTO jobs (request_json, batch_id, label, created_at) VALUES (?, ?, ?, ?)",
-                    (rj, batch_id, label, now),
+                    "INSERT INTO jobs (request_json, batch_id, label, created_at, source, owner, engine)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rj, batch_id, label, now, source, owner, engine),
                 )
                 ids.append(int(cur.lastrowid))
         return ids
@@ -459,8 +522,9 @@ class JobQueue:
             row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row_to_job(row) if row else None
 
-    def list(self, batch_id: str | None = None, states: Iterable[str] | None = None) -> builtins.list[Job]:
-        """Jobs in queue order, optionally of one batch and/or some states."""
+    def list(self, batch_id: str | None = None, states: Iterable[str] | None = None,
+             newest_first: bool = False, limit: int | None = None) -> builtins.list[Job]:
+        """Jobs in queue order (or newest first), optionally of one batch and/or some states."""
         sql, args = "SELECT * FROM jobs WHERE 1=1", []
         if batch_id is not None:
             sql += " AND batch_id = ?"
@@ -473,7 +537,10 @@ class JobQueue:
             sql += f" AND state IN ({','.join('?' * len(st))})"
             args.extend(st)
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+            sql += " ORDER BY id DESC" if newest_first else " ORDER BY id"
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            rows = self._conn.execute(sql, args).fetchall()
         return [_row_to_job(r) for r in rows]
 
     def position(self, job_id: int) -> int | None:
@@ -644,7 +711,10 @@ def run_one(
     watcher.start()
     try:
         request = job.request
-        outputs = dict(render_fn(request, tmp, progress, token))
+        result = render_fn(request, tmp, progress, token)
+        outputs = result.files() if hasattr(result, "files") else dict(result)
+        extra = {k: float(v) for k, v in (getattr(result, "timings", None) or {}).items()
+                 if isinstance(v, (int, float))}
         t_render = time.perf_counter() - t0
         rel: dict[str, str] = {}
         for name, p in outputs.items():
@@ -655,7 +725,7 @@ def run_one(
                 raise RuntimeError(f"render output {name!r} ({p}) was written outside its job folder {tmp}") from None
             if not path.is_file():
                 raise RuntimeError(f"render output {name!r} ({p}) does not exist")
-        timings = {"render_s": round(t_render, 6)}
+        timings = {**extra, "render_s": round(t_render, 6)}
         _write_manifest(tmp, job, rel, timings)
         parent.mkdir(parents=True, exist_ok=True)
         final = _fresh_dir(parent, _folder_name(job))
@@ -675,7 +745,7 @@ def run_one(
         return "cancelled"
     except Exception as e:  # a render error fails this job, not the runner
         shutil.rmtree(tmp, ignore_errors=True)
-        queue.mark_failed(job.id, f"{type(e).__name__}: {e}", retry=False)
+        queue.mark_failed(job.id, str(e) if isinstance(e, RenderFailed) else f"{type(e).__name__}: {e}", retry=False)
         log.exception("job %d failed", job.id)
         return "failed"
     finally:
@@ -728,6 +798,140 @@ def run_queue(
     return summary
 
 
+class Worker:
+    """The one worker of a job store: claims jobs in order and renders each through one `render_fn`.
+
+    Used by the studio (a background thread serving studio, API and Batch-tab jobs alike) and by
+    `nava-render batch` (in the foreground, `run()`). It remembers the running job's latest progress
+    event and wakes waiters when a job finishes; everything else lives in the store, so a restarted
+    worker carries on from the file (`recover` first).
+    """
+
+    def __init__(self, queue: JobQueue, render_fn: RenderFn, out_root: str | os.PathLike[str],
+                 on_change: Callable[[int], None] | None = None, poll_s: float = 0.25,
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, on_progress: ProgressCallback | None = None) -> None:
+        self.queue, self.render_fn, self.out_root = queue, render_fn, Path(out_root)
+        self.out_root.mkdir(parents=True, exist_ok=True)
+        self.on_change = on_change or (lambda job_id: None)
+        self.on_progress = on_progress
+        self.poll_s, self.max_attempts = poll_s, max_attempts
+        self.current: int | None = None
+        self.event: ProgressEvent | None = None  # the running job's latest progress
+        self._cancel = CancelToken()  # stops the worker (and the render in progress)
+        self._job_cancel: CancelToken | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.recovered = queue.recover(max_attempts=max_attempts, out_root=self.out_root)
+
+    # ---- control --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the store from a background thread until `stop()`."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self.run, kwargs={"stop_when_empty": False},
+                                            name="nava-job-worker", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """A job was added: claim it now rather than at the next poll."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._cancel.cancelled
+
+    def request_stop(self) -> None:
+        """Stop claiming and cancel the render in progress at its next step (it goes back in line)."""
+        self._cancel.cancel()
+        if self._job_cancel is not None:
+            self._job_cancel.cancel()
+        self.wake()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """`request_stop`, then wait for the background thread; True once it ended."""
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the job worker did not stop within %.0f s", timeout)
+                return False
+        return True
+
+    def cancel(self, job_id: int) -> bool:
+        """A queued job is dropped at once; the running one stops at its next denoising step."""
+        ok = self.queue.cancel(job_id)
+        if ok and self.current == job_id and self._job_cancel is not None:
+            self._job_cancel.cancel()
+        if ok:
+            self._changed(job_id)
+        return ok
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job | None:
+        """Block until the job is finished (or `timeout`); returns its row."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.queue.get(job_id)
+            if job is None or job.finished:
+                return job
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return job
+            with self._cond:
+                self._cond.wait(min(self.poll_s * 4, left) if left is not None else self.poll_s * 4)
+
+    # ---- work -----------------------------------------------------------------------------------
+
+    def run(self, stop_when_empty: bool = True, on_start: Callable[[Job], None] | None = None,
+            on_end: Callable[[Job, str], None] | None = None) -> RunSummary:
+        """Claim and render until the store is empty (or, with `stop_when_empty=False`, until stopped)."""
+        summary = RunSummary()
+        while not self._cancel.cancelled:
+            job = self.queue.claim()
+            if job is None:
+                if stop_when_empty:
+                    break
+                with self._cond:
+                    self._cond.wait(self.poll_s)
+                continue
+            self.current, self.event, self._job_cancel = job.id, ProgressEvent("loading", message="starting"), CancelToken()
+            if self._cancel.cancelled:
+                self._job_cancel.cancel()
+            self._changed(job.id)
+            if on_start is not None:
+                on_start(job)
+            try:
+                state = run_one(self.queue, job, self.render_fn, self.out_root, self._progress, self._job_cancel)
+            except Exception as e:  # noqa: BLE001 - e.g. the output folder cannot be made: fail this job only
+                log.exception("job %d could not run", job.id)
+                self.queue.mark_failed(job.id, f"{type(e).__name__}: {e}")
+                state = "failed"
+            if state == "cancelled" and self._cancel.cancelled and not self.queue.cancel_requested(job.id):
+                # the worker stopped, nobody cancelled this job: put it back for the next start
+                self.queue.requeue(job.id)
+                state = "queued"
+            self.current, self.event, self._job_cancel = None, None, None
+            if state in ("done", "failed", "cancelled"):
+                getattr(summary, state).append(job.id)
+            self._changed(job.id)
+            if on_end is not None:
+                on_end(job, state)
+        return summary
+
+    def _progress(self, ev: ProgressEvent) -> None:
+        self.event = ev
+        if self.on_progress is not None:
+            self.on_progress(ev)
+
+    def _changed(self, job_id: int) -> None:
+        try:
+            self.on_change(job_id)
+        except Exception:  # noqa: BLE001 - a listener's failure must not stop the worker
+            log.exception("job change listener failed for job %d", job_id)
+        with self._cond:
+            self._cond.notify_all()
+
+
 __all__ = [
     "STATES",
     "Job",
@@ -736,6 +940,9 @@ __all__ = [
     "RunSummary",
     "run_queue",
     "run_one",
+    "Worker",
+    "RenderFailed",
+    "FINISHED",
     "job_dirs",
     "slugify",
     "default_worker_id",

@@ -72,6 +72,7 @@ class RenderResult:
     timings: dict[str, float]
     forwards: int
     warnings: list[str]
+    request: RenderRequest | None = None  # the request as rendered (after the memory profile's changes)
 
 
 def finalize_audio(wave: np.ndarray) -> np.ndarray:
@@ -428,7 +429,8 @@ class NAVAPipeline(DiffusionPipeline):
         frames, wave = self.decode(request, video, audio, progress)
         timings["decode_s"] = time.perf_counter() - t2
         timings["total_s"] = time.perf_counter() - t0
-        return RenderResult(frames, wave, request.audio_sample_rate, video, audio, timings, forwards, cond.warnings)
+        return RenderResult(frames, wave, request.audio_sample_rate, video, audio, timings, forwards, cond.warnings,
+                            request)
 
 
 def _backbone_config(root: Path, checkpoint: Path, precision: str) -> NAVAConfig:

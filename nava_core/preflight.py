@@ -12,24 +12,24 @@ from __future__ import annotations
 from nava_core.request import RenderRequest
 
 
-def lint_problems(request: RenderRequest) -> list[str]:
-    """Blocking lint findings for a request as 'where: message (fix)' lines; [] when it may render.
-
-    The builder's project is linted when the prompt is still what it compiles to; a prompt edited by
-    hand (or sent without a project) is linted as text.
-    """
+def lint_findings(request: RenderRequest) -> list:
+    """prompt_builder's findings for a request of any origin: its project when the prompt is still what
+    that project compiles to, else the prompt text itself (hand-written or hand-edited)."""
     import prompt_builder as pb  # lazy: pure Python, but the render engine must import without it
 
-    findings = None
     if request.project:
         try:
             project = pb.Project.from_dict(request.project)
             if pb.compile_project(project).text.strip() == request.prompt.strip():
-                findings = pb.lint_project(project, request.seconds)
+                return list(pb.lint_project(project, request.seconds))
         except (KeyError, TypeError, ValueError):
-            findings = None  # an unreadable project: the prompt is what renders, lint that
-    if findings is None:
-        findings = pb.lint_text(request.prompt, request.seconds)
+            pass  # an unreadable project: the prompt is what renders, lint that
+    return list(pb.lint_text(request.prompt, request.seconds))
+
+
+def lint_problems(request: RenderRequest) -> list[str]:
+    """Blocking findings as 'where: message (fix)' lines; [] when the request may render."""
     if not request.prompt.strip():
         return ["prompt: it is empty (type a prompt, or let the builder compile one)"]
-    return [f"{f.where}: {f.message}" + (f" ({f.fix})" if f.fix else "") for f in findings if f.severity == "error"]
+    return [f"{f.where}: {f.message}" + (f" ({f.fix})" if f.fix else "")
+            for f in lint_findings(request) if f.severity == "error"]

@@ -7,32 +7,17 @@ request as a JSON sidecar. Names are never reused, so an earlier render is never
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nava_core.outputs import RenderOutputs
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, RenderCancelled, null_progress
 from nava_core.request import RenderRequest
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RenderOutputs:
-    mp4: Path | None
-    wav: Path
-    flac: Path | None
-    sidecar: Path
-    srt: Path | None
-    timings: dict[str, float]
-    warnings: list[str]
-
-    def as_dict(self) -> dict[str, str]:
-        return {k: str(v) for k, v in dataclasses.asdict(self).items() if isinstance(v, Path)}
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -79,9 +64,10 @@ def render_to_files(
 
     `preview_every=k` asks for a live preview on every k-th denoising event (nava_core.preview); it is
     only passed on when set, so renderers without previews (a worker group) still work with it off.
-    """
-    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav
 
+    The sidecar, the MP4/WAV metadata and the returned result all carry the request the pipeline
+    rendered (`RenderResult.request`), so they cannot disagree with it.
+    """
     progress = progress or null_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +76,11 @@ def render_to_files(
     if cancel is not None and cancel.cancelled:
         raise RenderCancelled("render cancelled")
     progress(ProgressEvent("writing"))
+    from nava_core.export import write_flac, write_mp4, write_sidecar, write_wav  # PyAV: not before it is needed
+
     t0 = time.perf_counter()
+    # the request the pipeline actually rendered (it is final already when the caller finalised it)
+    request = getattr(result, "request", None) or request
     stem = unique_stem(out_dir, request)
     req_json = request.to_json()
     written: list[Path] = []
@@ -119,4 +109,5 @@ def render_to_files(
     timings = dict(result.timings)
     timings["write_s"] = time.perf_counter() - t0
     progress(ProgressEvent("done", message=str(mp4 or wav)))
-    return RenderOutputs(mp4, wav, flac, sidecar, srt_path, timings, list(result.warnings))
+    return RenderOutputs(request=request, wav=wav, sidecar=sidecar, mp4=mp4, flac=flac, srt=srt_path,
+                         timings=timings, warnings=tuple(result.warnings))

@@ -92,16 +92,16 @@ class PromptEnhancer:
         return f"{self.system_prompt}\n\nUser: {idea}\n\nRewrite:"
 
     def generate_once(self, idea: str, attempt: int = 0) -> str:
-        """One rewrite (no checks)."""
-        import torch  # lazy
+        """One rewrite (no checks). Seeded with transformers' `set_seed`; `generate` runs without gradients
+        itself, so prompt_builder never imports torch."""
+        from transformers import set_seed  # lazy: optional feature
 
         self._load()
         inputs = self._tokenizer(self._chat_text(idea), return_tensors="pt").to(self._model.device)
-        torch.manual_seed(self.seed + attempt)
+        set_seed(self.seed + attempt)
         kwargs = dict(self.generation_kwargs)
         pad = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id
-        with torch.no_grad():
-            out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **kwargs)
+        out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, pad_token_id=pad, **kwargs)
         new_tokens = out[0][inputs["input_ids"].shape[1]:]
         return clean_output(self._tokenizer.decode(new_tokens, skip_special_tokens=True))
 

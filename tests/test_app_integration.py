@@ -30,14 +30,10 @@ def service(tmp_path):
     svc.close()
 
 
-def test_one_gpu_lock_for_engine_studio_and_batch(service, tmp_path):
-    from app.batch_tab import BatchRunner, StudioGate
-
+def test_one_gpu_lock_taken_in_one_place(service, tmp_path):
+    """The engine's lock is the only GPU lock: the worker renders every job through Engine.render, which
+    holds it; switching weights is refused while anything holds it, and the new engine keeps it."""
     assert service.gpu_lock is service.engine.gpu_lock
-    runner = BatchRunner.for_service(service, start=False)
-    service.attach_batch(runner)
-    assert isinstance(runner.gate, StudioGate)
-    # the batch gate takes exactly this lock: while another thread holds it, switching weights is refused
     held, release = threading.Event(), threading.Event()
 
     def hold():
@@ -60,14 +56,14 @@ def test_one_gpu_lock_for_engine_studio_and_batch(service, tmp_path):
 
 
 def test_switch_weights_refused_while_batch_jobs_wait(service):
-    from app.batch_tab import BatchRunner, build_definition
+    from app.batches import Batches, build_definition
 
-    runner = BatchRunner.for_service(service, start=False)  # no worker: the jobs stay queued
-    service.attach_batch(runner)
-    runner.enqueue(build_definition(["silent_action_effects"], 1, steps=2, seconds=0.5))
+    service.worker.stop()  # no worker: the jobs stay queued
+    batches = Batches(service)
+    batches.enqueue(build_definition(["silent_action_effects"], 1, steps=2, seconds=0.5))
     with pytest.raises(StudioError, match="Batch jobs"):
         service.switch_weights("tiny")
-    runner.cancel_batch(runner.batch_choices()[0])
+    batches.cancel_batch(batches.batch_choices()[0])
     service.switch_weights("tiny")  # allowed once the batch is cancelled
 
 
@@ -75,32 +71,30 @@ def test_restart_resumes_a_queued_render_and_history_follows(tmp_path):
     """A render queued when the studio stopped is queued (not 'interrupted') after the restart, then runs."""
     paths = StudioPaths.from_env(tmp_path / "home")
     svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
-    svc.queue.shutdown()  # a studio whose worker is gone: the next submit stays queued in the file
+    svc.worker.stop()  # a studio whose worker is gone: the next submit stays queued in the store
     state = B.default_state()
     state["settings"]["steps"] = 2
-    from app.render_queue import RenderQueue
-
-    svc.queue = RenderQueue(paths.render_queue_db, paths.outputs, svc._run_job, svc._on_job_change, start=False)
     job = svc.submit(state, owner="me")
-    assert svc.history.get(job.id).status == "queued"
+    assert svc.history.get(job.id).state == "queued"
     svc.close()
 
     ran = []
-    svc2 = StudioService.__new__(StudioService)  # same constructor, with a runner that records instead of rendering
 
-    def fake_run(j, out_dir, progress, cancel):
-        ran.append(j.id)
-        (out_dir / "clip.mp4").write_bytes(b"x")
-        return {"outputs": {"mp4": str(out_dir / "clip.mp4")}, "timings": {}}
+    class Recording(E.Engine):  # the same service, with an engine that records instead of rendering
+        def render(self, request, out_dir, progress=None, cancel=None):
+            from nava_core.outputs import RenderOutputs
 
-    svc2._run_job = fake_run  # type: ignore[method-assign]
-    StudioService.__init__(svc2, paths, E.Engine(E.choose_weights("tiny", paths.weights)))
+            ran.append(request)
+            (out_dir / "clip.mp4").write_bytes(b"x")
+            (out_dir / "clip.json").write_text(request.to_json())
+            return RenderOutputs(request=request, wav=out_dir / "clip.mp4", sidecar=out_dir / "clip.json",
+                                 mp4=out_dir / "clip.mp4")
+
+    svc2 = StudioService(paths, Recording(E.choose_weights("tiny", paths.weights)))
     try:
-        resumed = svc2.queue.get(job.id)
-        assert resumed is not None
-        assert svc2.queue.wait(job.id, 20).status == "done" and ran == [job.id]
+        assert svc2.worker.wait(job.id, 20).state == "done" and ran == [job.request]
         entry = svc2.history.get(job.id)
-        assert entry.status == "done" and Path(entry.outputs["mp4"]).read_bytes() == b"x"
+        assert entry.state == "done" and Path(entry.outputs["mp4"]).read_bytes() == b"x"
         assert svc2.reuse(job.id)["settings"]["steps"] == 2
     finally:
         svc2.close()
@@ -249,7 +243,7 @@ def test_gpus_above_one_render_through_the_worker_group(tmp_path):
     try:
         req = RenderRequest(prompt="Waves on a beach, gulls overhead.", width=160, height=96, seconds=0.5, steps=2,
                             gpus=2)
-        files = engine.render(req, tmp_path / "out")
+        files = engine.render(engine.finalize(req), tmp_path / "out")
         assert type(engine.pipeline()).__name__ == "WorkerGroup"
         assert probe(files.mp4).frames == 13
     finally:

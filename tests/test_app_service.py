@@ -87,14 +87,17 @@ def test_restart_keeps_history_and_reuse_reproduces_request(tmp_path, monkeypatc
     state = B.default_state()
     state["settings"]["seed"] = 1234
     req = svc.build_request(state)
-    svc.history.add("old", req.to_json(), state, title="old render")  # as submit() records it
+    svc.worker.stop()
+    old = svc.submit(state)
+    assert old.request == req  # what is stored is the request as finalised, once
+    svc.cancel("")  # cancelled before it ran: History keeps it
     svc.close()
 
     svc2 = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
     try:
-        entry = svc2.history.get("old")
-        assert entry is not None and entry.status == "interrupted"
-        restored = svc2.reuse("old")
+        entry = svc2.history.get(old.id)
+        assert entry is not None and entry.state == "cancelled"
+        restored = svc2.reuse(old.id)
         assert svc2.build_request(restored) == req
         assert json.loads(entry.request_json)["seed"] == 1234
         with pytest.raises(StudioError):
@@ -127,22 +130,26 @@ def test_real_engine_queue_cancel_and_restart(tmp_path, monkeypatch):
     try:
         first = svc.submit(state, owner="me")
         second = svc.submit(quick, owner="other")
-        assert "1 render ahead" in svc.view(second).html
+        assert "1 render ahead" in svc.view(second.id).html
         deadline = time.time() + 300
-        while not (first.event and first.event.phase == "denoising" and first.event.step >= 1):
-            assert time.time() < deadline and first.status in ("queued", "running")
+
+        def event():
+            return svc.worker.event if svc.worker.current == first.id else None
+
+        while not (event() and event().phase == "denoising" and event().step >= 1):
+            assert time.time() < deadline and svc.jobs.get(first.id).state in ("queued", "running")
             time.sleep(0.05)
-        assert "step" in svc.view(first).html
+        assert "step" in svc.view(first.id).html
         svc.cancel("me")
-        assert svc.queue.wait(first.id, 120).status == "cancelled"
-        assert first.event.step < 40
-        assert svc.queue.wait(second.id, 300).status == "done"
-        assert Path(second.outputs["mp4"]).exists() and Path(second.outputs["thumbnail"]).exists()
+        assert svc.worker.wait(first.id, 120).state == "cancelled"
+        assert svc.worker.wait(second.id, 300).state == "done"
+        done = svc.jobs.get(second.id)
+        assert Path(done.outputs["mp4"]).exists() and Path(done.outputs["thumbnail"]).exists()
     finally:
         svc.close()
     svc2 = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)))
     try:
-        statuses = {e.id: e.status for e in svc2.history.list()}
+        statuses = {e.id: e.state for e in svc2.history.list()}
         assert statuses == {first.id: "cancelled", second.id: "done"}
         assert svc2.build_request(svc2.reuse(second.id)) == second.request
     finally:

@@ -4,7 +4,7 @@ Table-driven: each row is fed to every channel it applies to:
 - `cli_request`: `nava-render REQUEST.json` (in-process `nava_core.cli.main`): exit 2, one line, no files;
 - `cli_batch`: `nava-render batch FILE` with an existing queue in the out folder: exit 2, one line, the
   queue file and folder unchanged;
-- `api_render` / `api_lint` / `api_compile`: the studio's API functions (`app.handlers`): a gr.Error
+- `api_render` / `api_lint` / `api_compile`: the studio's API functions (`app.api`): a gr.Error
   with the reason, history and render queue unchanged.
 A few rows then go through a real gradio_client against a launched studio, which keeps serving.
 Rows a channel does not refuse yet are xfail(strict=True) with the exact missing check.
@@ -131,11 +131,11 @@ def _project(**changes: Any) -> Callable[[Path], dict]:
 
 # ---- the table ------------------------------------------------------------------------------------
 
-RENDER_NO_CHECK = ("app.handlers.api_render parses with RenderRequest.from_json only; it must call "
+RENDER_NO_CHECK = ("app.api.api_render parses with RenderRequest.from_json only; it must call "
                    "nava_core.validation.check_request_dict(request_json, check_files=True) before service.render_blocking")
 CLI_NO_CHECK = ("nava_core.cli.requests_from_file builds RenderRequest.from_dict only; it must call "
                 "nava_core.validation.check_request_dict(d, base_dir=path.parent, check_files=True) for .json requests")
-PROJECT_NO_CHECK = ("app.handlers._project_from_text must run nava_core.validation.check_text on the project JSON "
+PROJECT_NO_CHECK = ("app.api._project_from_text must run nava_core.validation.check_text on the project JSON "
                     "and its text fields (control characters, length) before pb.Project.from_json")
 REQ_CHANNELS = ("cli_request", "cli_batch", "api_render")
 
@@ -324,10 +324,10 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
 
     import gradio as gr
 
-    from app import handlers as H
+    from app import api as H
 
     service = request.getfixturevalue("studio")
-    history_before = [(e.id, e.status) for e in service.history.list()]
+    history_before = [(e.id, e.state) for e in service.history.list()]
     outputs_before = _tree(service.paths.outputs)
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     fn = {"api_render": lambda s: H.api_render(service, s), "api_lint": H.api_lint, "api_compile": H.api_compile}[channel]
@@ -335,8 +335,8 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
         fn(text)
     message = str(info.value.message if hasattr(info.value, "message") else info.value)
     assert "\n" not in message.strip() and re.search(row.expect, message, re.IGNORECASE), message
-    assert [(e.id, e.status) for e in service.history.list()] == history_before, "the refusal touched the history"
-    assert service.queue.snapshot() == [] and _tree(service.paths.outputs) == outputs_before
+    assert [(e.id, e.state) for e in service.history.list()] == history_before, "the refusal touched the history"
+    assert service.pending() == [] and _tree(service.paths.outputs) == outputs_before
 
 
 def _is_object(data: str | bytes) -> bool:
@@ -367,7 +367,9 @@ def test_mp3_named_wav_is_accepted_by_content(tmp_path: Path) -> None:
     check = check_audio_file(path)
     assert check.kind == "mp3" and check.duration_s > 1.0 and "contains MP3" in check.warnings[0]
     batch = tmp_path / "b.json"
-    batch.write_text(json.dumps({"name": "mp3", "items": [{"request": {**BASE, "speaker_wavs": ["voice.wav"]}}]}))
+    # 1 s: the line must fit the clip (the batch runs the Studio's lint too)
+    batch.write_text(json.dumps({"name": "mp3", "items": [{"request": {**BASE, "seconds": 1.0,
+                                                                       "speaker_wavs": ["voice.wav"]}}]}))
     plan = plan_batch(batch, out_dir=tmp_path / "out")
     assert plan.jobs[0].request.speaker_wavs == (str(path),)
 
@@ -397,7 +399,7 @@ def test_server_keeps_serving_after_refusals(tmp_path_factory: pytest.TempPathFa
                 client.predict(_materialise(row, tmp_path_factory.mktemp(rid)), api_name="/render")
         with pytest.raises(AppError, match="unknown field"):
             client.predict(json.dumps({"bogus": 1}), api_name="/compile")
-        assert service.history.list() == [] and service.queue.snapshot() == []
+        assert service.history.list() == [] and service.pending() == []
         from app import builder as B
 
         compiled = json.loads(client.predict(json.dumps(B.default_state()["project"]), api_name="/compile"))

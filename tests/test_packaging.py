@@ -94,7 +94,7 @@ def test_wheel_holds_the_packages_data_presets_and_entry_points(installed):
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     assert "nava-studio = app.cli:main" in entry_points and "nava-render = nava_core.cli:main" in entry_points
     for extra, pkgs in {"gpu": ("flash-attn", "bitsandbytes"),
-                        "dev": ("pytest", "pytest-timeout", "playwright", "spaces")}.items():
+                        "dev": ("pytest", "pytest-timeout", "playwright", "spaces", "import-linter")}.items():
         assert f"Provides-Extra: {extra}" in meta
         for pkg in pkgs:
             assert any(line.startswith(f"Requires-Dist: {pkg}") and f'extra == "{extra}"' in line

@@ -30,7 +30,7 @@ def test_model_tab_download_error_is_plain_and_use_is_not_primary_for_an_incompl
 
 
 def test_merge_rows_lays_complete_field_values_over_the_state() -> None:
-    from app.studio_rows_pool import BEAT_FIELDS, CAST_FIELDS, MAX_BEATS, MAX_CAST, merge_rows
+    from app.studio_rows import BEAT_FIELDS, CAST_FIELDS, MAX_BEATS, MAX_CAST, merge_rows
 
     beats = [{"kind": "line", "text": "old", "speaker": "A", "pause": 0.7,
               "delivery": {"emotion": "", "rate": "normal", "volume": "loud"}, "seconds": 0.0}]
