@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 SHOT_SIZES = ["", "close-up", "medium close-up", "medium shot", "medium two-shot", "wide shot", "extreme wide shot"]
 MOVES = ["", "static", "slow push-in", "slow pull-back", "pan left", "pan right", "tracking shot", "handheld"]
 TICK_S = 0.5  # how often the page asks for the queue and its job's progress
-MAX_KEPT_JOBS = 20  # job ids a browser remembers (the queue list shows its recent ones)
+MAX_KEPT_JOBS = 20  # a browser's recent jobs looked at per tick
 RECENT_FINISHED = 4  # finished jobs of this browser still listed under the queue
 
 
@@ -121,7 +122,9 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     rev = gr.State(0)
     rows = BuilderRows(service, beats, cast)
     saved = gr.BrowserState(None, storage_key="nava-studio-project")
-    my_jobs = gr.BrowserState([], storage_key="nava-studio-jobs")
+    # this browser's id (localStorage): its jobs are the store's jobs with this owner, so two quick
+    # clicks cannot overwrite each other's record and a reloaded page finds its running job again
+    client = gr.BrowserState("", storage_key="nava-studio-client")
     seen = gr.State({})  # what this page shows: {"result": job id, "panel": html, "queue": html, "preview": step}
 
     with gr.Row(equal_height=False):
@@ -331,41 +334,39 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     # ---------------- render, the queue and the job this browser follows ----------------
     def _submit(*args: Any):
-        *vals, jobs = args
-        jobs = [str(j) for j in (jobs or [])]
+        *vals, me = args
         try:
             state = H.state_of(list(vals))
-            job_id = _submit_job(service, state, "studio")
+            job_id = _submit_job(service, state, str(me or "") or "studio")
         except StudioError as e:
             gr.Warning(str(e))
-            return jobs, _failed_panel(str(e))
-        jobs = (jobs + [str(job_id)])[-MAX_KEPT_JOBS:]
-        return jobs, _queued_panel(service, job_id)
+            return _failed_panel(str(e))
+        return _queued_panel(service, job_id)
 
-    tab.render_event = render_btn.click(_submit, [*all_inputs, my_jobs], [my_jobs, progress_html],
-                                        trigger_mode="multiple", concurrency_limit=None, api_visibility="private",
-                                        show_progress="hidden")
+    tab.render_event = render_btn.click(_submit, [*all_inputs, client], progress_html, trigger_mode="multiple",
+                                        concurrency_limit=None, api_visibility="private", show_progress="hidden")
+    demo.load(lambda c: c or uuid.uuid4().hex, client, client, api_visibility="private")
 
-    def _tick(jobs: list[Any], shown: dict[str, Any]):
-        return _follow(service, [str(j) for j in (jobs or [])], dict(shown or {}))
+    def _tick(me: str, shown: dict[str, Any]):
+        return _follow(service, str(me or ""), dict(shown or {}))
 
-    timer.tick(_tick, [my_jobs, seen], [queue_box, progress_html, preview, result_video, result_audio, result_picture,
-                                        result_files, seen], show_progress="hidden", concurrency_limit=None,
+    timer.tick(_tick, [client, seen], [queue_box, progress_html, preview, result_video, result_audio, result_picture,
+                                       result_files, seen], show_progress="hidden", concurrency_limit=None,
                api_visibility="private")
 
-    def _cancel_one(text: str, jobs: list[Any]) -> None:
-        job_id = (text or "").split(":")[0]
-        if job_id and job_id in [str(j) for j in (jobs or [])]:
-            gr.Info(_cancel_job(service, job_id))
+    def _cancel_one(text: str, me: str) -> None:
+        job = _job(service, (text or "").split(":")[0])
+        if job is not None and me and job.owner == me:
+            gr.Info(_cancel_job(service, str(job.id)) or f"Render #{job.id} has already finished.")
 
     # a script-set value fires .change (Gradio 6 fires a Textbox's .input from key events only)
-    cancel_box.change(_cancel_one, [cancel_box, my_jobs], None, api_visibility="private")
+    cancel_box.change(_cancel_one, [cancel_box, client], None, api_visibility="private")
 
-    def _cancel_mine(jobs: list[Any]) -> None:
-        n = sum(_cancel_job(service, str(j)) != "" for j in (jobs or []) if _is_unfinished(service, str(j)))
+    def _cancel_mine(me: str) -> None:
+        n = sum(bool(_cancel_job(service, str(j.id))) for j in service.pending() if me and j.owner == me)
         gr.Info("Cancelling: a running render stops at its next step." if n else "Nothing to cancel.")
 
-    cancel_btn.click(_cancel_mine, my_jobs, None, api_visibility="private", queue=False)
+    cancel_btn.click(_cancel_mine, client, None, api_visibility="private", queue=False)
     return tab
 
 
@@ -445,11 +446,6 @@ def _job(service: StudioService, job_id: str) -> Any:
         return None
 
 
-def _is_unfinished(service: StudioService, job_id: str) -> bool:
-    job = _job(service, job_id)
-    return job is not None and not job.finished
-
-
 def _cancel_job(service: StudioService, job_id: str) -> str:
     return f"Cancelling render #{job_id}." if service.worker.cancel(int(job_id)) else ""
 
@@ -464,23 +460,29 @@ def _failed_panel(message: str) -> str:
     return panel("failed", message, 0.0)
 
 
-def _queue_rows(service: StudioService, mine: list[str]) -> list[Q.QueueRow]:
+def _mine(service: StudioService, me: str) -> list[Any]:
+    """This browser's recent jobs, oldest first."""
+    if not me:
+        return []
+    return [j for j in reversed(service.jobs.list(newest_first=True, limit=200)) if j.owner == me][-MAX_KEPT_JOBS:]
+
+
+def _queue_rows(service: StudioService, mine: list[Any]) -> list[Q.QueueRow]:
     """Every unfinished job (any origin), in the order they run, then this browser's recent finished ones."""
     rows = []
     pending = service.pending()
+    mine_ids = {j.id for j in mine}
     for pos, job in enumerate(pending):
         running = job.state == "running"
         ev = service.worker.event if running and service.worker.current == job.id else None
         detail = ev.describe() if ev is not None else ""
         rows.append(Q.QueueRow(job.id, job.state, job.label or job.title, pos if not running else 0, detail,
-                               str(job.id) in mine, job.source or "studio"))
-    listed = {str(job.id) for job in pending}
-    recent = [j for j in reversed(mine) if j not in listed][:RECENT_FINISHED]
-    for jid in reversed(recent):
-        job = _job(service, jid)
-        if job is not None:
-            rows.append(Q.QueueRow(job.id, job.state, job.label or job.title, -1, job.error or "", True,
-                                   job.source or "studio"))
+                               job.id in mine_ids, job.source or "studio"))
+    listed = {job.id for job in pending}
+    recent = [j for j in mine if j.id not in listed][-RECENT_FINISHED:]
+    for job in recent:
+        rows.append(Q.QueueRow(job.id, job.state, job.label or job.title, -1, job.error or "", True,
+                               job.source or "studio"))
     return rows
 
 
@@ -489,13 +491,19 @@ def _live_preview(service: StudioService, job_id: str) -> Any:
     return live[1] if live is not None and str(live[0]) == job_id else None
 
 
-def _follow(service: StudioService, mine: list[str], seen: dict[str, Any]) -> list[Any]:
+def _follow(service: StudioService, me: str, seen: dict[str, Any]) -> list[Any]:
     """One timer tick: the queue list, and the latest job of this browser (progress, preview, result)."""
     same = gr.update()
+    mine = _mine(service, me)
     queue_html = Q.queue_html(_queue_rows(service, mine))
     out_queue = same if queue_html == seen.get("queue") else queue_html
     seen["queue"] = queue_html
-    latest = next((j for j in reversed(mine) if _job(service, j) is not None), None)
+    # the panel follows this browser's job that renders now (or waits first); once none is left, the one
+    # that finished last
+    current = next((j for j in mine if not j.finished), None)
+    if current is None and mine:
+        current = max(mine, key=lambda j: (j.finished_at or 0.0, j.id))
+    latest = str(current.id) if current is not None else None
     if latest is None:
         return [out_queue, same, same, same, same, same, same, seen]
     view = service.view(int(latest))
