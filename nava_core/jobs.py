@@ -417,6 +417,16 @@ class JobQueue:
                 return True
             return False
 
+    def delete(self, job_id: int) -> Job | None:
+        """Forget a finished job (History's Delete); returns its last row, or None when it does not exist
+        or has not finished (a waiting or running job is cancelled, never deleted)."""
+        with self._tx() as c:
+            row = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["state"] not in ("done", "failed", "cancelled"):
+                return None
+            c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(row)
+
     def requeue(self, job_id: int) -> bool:
         """Put a failed or cancelled job back in line (a user's "retry"). Done jobs are never re-rendered."""
         with self._tx() as c:

@@ -90,3 +90,22 @@ def test_a_request_restored_from_its_state_renders_as_the_same_request() -> None
     original = E.adapt_for_engine(B.request_from_state(state), choice)
     again = E.adapt_for_engine(B.request_from_state(B.state_from_request(original)), choice)
     assert again.to_json() == original.to_json()
+
+
+def test_history_search_and_delete(tmp_path: Path) -> None:
+    from nava_core.jobs import JobQueue
+    from nava_core.request import RenderRequest
+    from app.history import HistoryView
+
+    q = JobQueue(tmp_path / "jobs.sqlite")
+    a = q.enqueue(RenderRequest(prompt="Rain on a tin roof.", mode="audio", seconds=1.0, title="rain"), source="studio")
+    b = q.enqueue(RenderRequest(prompt="A cat meows.", mode="audio", seconds=1.0, title="cat"), source="batch",
+                  batch_id="b1", label="seed=1")
+    view = HistoryView(q)
+    assert [j.id for j in view.search("tin roof")] == [a]
+    assert [j.id for j in view.search("seed=1 cat")] == [b]
+    assert {j.id for j in view.search("")} == {a, b}
+    assert "not a finished render" in view.delete(a, tmp_path)  # waiting: cancelled, never deleted
+    q.cancel(a)
+    assert "removed" in view.delete(a, tmp_path) and view.get(a) is None
+    q.close()
