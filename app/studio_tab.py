@@ -237,7 +237,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                    interactive=False, elem_id="result-files")
     # the action bar: last child of the tab, sticky at the window's bottom, so Render is always in reach
     with gr.Group(elem_id="nava-actions"):
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="nava-actions-row"):
             render_btn = gr.Button("Render", variant="primary", elem_id="render-btn", scale=0, min_width=120)
             cancel_btn = gr.Button("Cancel my renders", variant="stop", elem_id="cancel-btn", scale=0, min_width=120,
                                    size="sm")

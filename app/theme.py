@@ -49,7 +49,10 @@ CSS = """
 #restore-drop {min-height: 0;}
 @media (max-width: 640px) {
   #nava-actions {padding: 4px 6px;}
-  #nava-actions button {min-width: 0 !important; padding: 6px 8px;}
+  #nava-actions-row {flex-wrap: wrap !important; gap: 4px !important;}
+  #nava-actions-row #render-btn, #nava-actions-row #cancel-btn {flex: 1 1 40% !important; min-width: 0 !important;}
+  #nava-actions-row #render-progress {flex: 1 1 100% !important; min-width: 0 !important;}
+  #nava-actions .nava-chips {display: none;}
   .nava-lane {margin-left: 52px;}
   .nava-lane-label {left: -52px; width: 48px;}
 }
