@@ -51,7 +51,7 @@ def build_timeline_tab(service: StudioService, studio: StudioTab, timeline_tab: 
         state = H.state_of(list(v))
         picture, rows = H.timeline_outputs(list(v))
         ids = [c["id"] for c in state["project"]["cast"]]
-        return [picture, rows, gr.update(choices=ids), *studio.rows.tab_updates(state["project"]["cast"])]
+        return [picture, rows, gr.update(choices=ids, value=ids[0] if ids else None), *studio.rows.tab_updates(state["project"]["cast"])]
 
     refresh_outs = [tl_html, tl_table, tl_speaker, *studio.rows.tab_outputs]
     timeline_tab.select(_refresh, all_inputs, refresh_outs, api_visibility="private")
