@@ -52,7 +52,7 @@ class StudioTab:
     form: dict[str, gr.components.Component]
     beats: gr.State
     cast: gr.State
-    rev: gr.State  # bumped when another tab edits beats/cast structurally: the rows follow
+    rev: gr.State  # bumped whenever a whole project is loaded
     estimate: gr.Markdown
     rows: BuilderRows
     preset: gr.Dropdown
@@ -280,10 +280,6 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     rows.wire(recompile, add_line, add_action, add_speaker)
     form["prompt_text"].input(lambda t: gr.update(value=True), form["prompt_text"], form["prompt_manual"],
                               api_visibility="private").then(**recompile)
-    # another tab edited the beats or cast (timeline drag, reassign): the rows show it
-    rev.change(lambda b, c: rows.updates(b, c), [beats, cast], rows.outputs, show_progress="hidden",
-               api_visibility="private").then(**recompile)
-
     def _mode(mode: str):
         vis = H.mode_visibility(mode)
         g = H.reset_guidance(mode)

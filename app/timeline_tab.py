@@ -2,7 +2,7 @@
 the line table, move/reassign buttons, each speaker's voice (listen, replace) and subtitle export.
 
 It edits the Studio tab's beats: every edit starts from what the Studio's boxes say (the merged
-state) and bumps the revision, on which the Studio rows redraw.
+state) and writes the beats and the changed Studio row fields in the same event, then compiles.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from app.studio_tab import StudioTab
 def build_timeline_tab(service: StudioService, studio: StudioTab, timeline_tab: gr.Tab) -> tuple[Any, Any]:
     """Create the tab's components inside `timeline_tab` and wire them; returns (status, subtitle file),
     which a newly loaded project clears."""
-    beats, cast, rev, form, all_inputs = studio.beats, studio.cast, studio.rev, studio.form, studio.all_inputs
+    beats, cast, form, all_inputs = studio.beats, studio.cast, studio.form, studio.all_inputs
     init_cast = B.form_from_state(B.default_state())[2]
     gr.Markdown("Lines on a time axis (estimated from the builder's text and delivery). Drag, reorder "
                 "and reassign lines here; the Studio tab follows.")
@@ -59,42 +59,53 @@ def build_timeline_tab(service: StudioService, studio: StudioTab, timeline_tab: 
         ev(lambda *v: H.timeline_outputs(list(v)), all_inputs, [tl_html, tl_table], show_progress="hidden",
            api_visibility="private")
 
-    def _tl_edit(text: str, r: int, *v: Any):
-        new_beats, picture, rows, message, ok = H.timeline_edit(text, list(v))
+    rows = studio.rows
+
+    def _sync(v: tuple[Any, ...], new_beats: list[dict[str, Any]]) -> list[Any]:
+        """The Studio rows showing the edited beats, in the same event (no second event can race it)."""
+        cur = H.state_of(list(v))["project"]
+        return rows.updates(new_beats, cur["cast"], old=(cur["timeline"], cur["cast"]))
+
+    def _tl_edit(text: str, *v: Any):
+        new_beats, picture, table, message, ok = H.timeline_edit(text, list(v))
         if not ok:
             gr.Warning(message)
-            return gr.update(), r, picture, rows, message
-        return new_beats, r + 1, picture, rows, message
+            return [gr.update(), picture, table, message, *([gr.update()] * len(rows.outputs))]
+        return [new_beats, picture, table, message, *_sync(v, new_beats)]
 
-    tl_edit.change(_tl_edit, [tl_edit, rev, *all_inputs], [beats, rev, tl_html, tl_table, tl_status],
-                   api_visibility="private", show_progress="hidden")
+    tl_edit.change(_tl_edit, [tl_edit, *all_inputs], [beats, tl_html, tl_table, tl_status, *rows.outputs],
+                   api_visibility="private", show_progress="hidden").then(**studio.recompile)
 
     def _tl_move(delta: int):
-        def fn(n: float, r: int, *v: Any):
+        def fn(n: float, *v: Any):
             from app.timeline_view import move_beat
 
             merged = H.state_of(list(v))["project"]["timeline"]  # what the Studio's boxes say now
             try:
-                return move_beat(merged, int(n or 0), delta), r + 1, int(n or 0) + delta
+                new_beats = move_beat(merged, int(n or 0), delta)
             except ValueError as e:
                 gr.Warning(str(e))
-                return gr.update(), r, n
+                return [gr.update(), n, *([gr.update()] * len(rows.outputs))]
+            return [new_beats, int(n or 0) + delta, *_sync(v, new_beats)]
         return fn
 
-    tl_up.click(_tl_move(-1), [tl_line, rev, *all_inputs], [beats, rev, tl_line], api_visibility="private")
-    tl_down.click(_tl_move(1), [tl_line, rev, *all_inputs], [beats, rev, tl_line], api_visibility="private")
+    move_outs = [beats, tl_line, *rows.outputs]
+    tl_up.click(_tl_move(-1), [tl_line, *all_inputs], move_outs, api_visibility="private").then(**studio.recompile)
+    tl_down.click(_tl_move(1), [tl_line, *all_inputs], move_outs, api_visibility="private").then(**studio.recompile)
 
-    def _tl_assign(n: float, spk: str, r: int, *v: Any):
+    def _tl_assign(n: float, spk: str, *v: Any):
         from app.timeline_view import reassign_beat
 
         merged = H.state_of(list(v))["project"]["timeline"]
         try:
-            return reassign_beat(merged, int(n or 0), spk or ""), r + 1
+            new_beats = reassign_beat(merged, int(n or 0), spk or "")
         except ValueError as e:
             gr.Warning(str(e))
-            return gr.update(), r
+            return [gr.update(), *([gr.update()] * len(rows.outputs))]
+        return [new_beats, *_sync(v, new_beats)]
 
-    tl_assign.click(_tl_assign, [tl_line, tl_speaker, rev, *all_inputs], [beats, rev], api_visibility="private")
+    tl_assign.click(_tl_assign, [tl_line, tl_speaker, *all_inputs], [beats, *rows.outputs],
+                    api_visibility="private").then(**studio.recompile)
 
     def _subs(kind: str):
         def fn(*v: Any):
