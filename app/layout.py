@@ -57,7 +57,9 @@ def build_ui(service: StudioService) -> gr.Blocks:
                     gr.Tabs(selected="studio")]
 
         history.reuse_btn.click(_reuse, [history.selected, studio.rev], [*studio.state_outputs, tabs],
-                                api_visibility="private").then(**studio.recompile)
+                                api_visibility="private").then(
+            lambda b, c: studio.rows.updates(list(b or []), list(c or [])), [studio.beats, studio.cast],
+            studio.rows.outputs, show_progress="hidden", api_visibility="private").then(**studio.recompile)
 
     keep_api_to(demo)
     return demo

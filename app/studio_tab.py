@@ -330,16 +330,22 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     # ---------------- render, the queue and the job this browser follows ----------------
     def _submit(*args: Any):
-        *vals, me = args
+        *vals, me, shown = args
+        shown = dict(shown or {})
         try:
             state = H.state_of(list(vals))
             job_id = _submit_job(service, state, str(me or "") or "studio")
         except StudioError as e:
             gr.Warning(str(e))
-            return _failed_panel(str(e))
-        return _queued_panel(service, job_id)
+            html = _failed_panel(str(e))
+            # the refusal stays on the panel until this browser's followed job changes
+            shown.update(panel=html, hold=True, hold_job=shown.get("job"))
+            return html, shown
+        shown["hold"] = False
+        return _queued_panel(service, job_id), shown
 
-    tab.render_event = render_btn.click(_submit, [*all_inputs, client], progress_html, trigger_mode="multiple",
+    tab.render_event = render_btn.click(_submit, [*all_inputs, client, seen], [progress_html, seen],
+                                        trigger_mode="multiple",
                                         concurrency_limit=None, api_visibility="private", show_progress="hidden")
     demo.load(lambda c: c or uuid.uuid4().hex, client, client, api_visibility="private")
 
@@ -367,9 +373,15 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
 
 def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
-    """Every way a project arrives, through `load_updates` (called by the page once all tabs exist)."""
+    """Every way a project arrives, through `load_updates` (called by the page once all tabs exist).
+
+    Each load is followed by a second write of the rows from the new beats/cast state, then the compile:
+    the rows must show the state even if the page had not mounted every row when the first write came
+    (seen once on page load under heavy CPU load: a restored state with the page's default row texts)."""
     outs = tab.state_outputs
     keep = [gr.update()] * len(outs)
+    resync = dict(fn=lambda b, c: tab.rows.updates(list(b or []), list(c or [])), inputs=[tab.beats, tab.cast],
+                  outputs=tab.rows.outputs, show_progress="hidden", api_visibility="private")
 
     def _loaded(state_fn: Callable[..., tuple[dict[str, Any], str, str | None]]):
         def fn(*args: Any):
@@ -387,7 +399,8 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
         return state, f"preset {name}", name
 
     load_btn = tab.sections["load_btn"]
-    load_btn.click(_loaded(_preset), [tab.preset, tab.rev], outs, api_visibility="private").then(**tab.recompile)
+    load_btn.click(_loaded(_preset), [tab.preset, tab.rev], outs, api_visibility="private").then(
+        **resync).then(**tab.recompile)
 
     importer = tab.sections["import"]
 
@@ -396,7 +409,8 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
         state = service.import_bundle(path)
         return state, f"project {Path(str(path)).name}", None
 
-    importer.upload(_loaded(_import), [importer, tab.rev], outs, api_visibility="private").then(**tab.recompile)
+    importer.upload(_loaded(_import), [importer, tab.rev], outs, api_visibility="private").then(
+        **resync).then(**tab.recompile)
 
     drop = tab.sections["restore"]
 
@@ -407,7 +421,7 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
         state = service.adopt_media(state)
         return state, f"settings of {Path(path).name} (seed {request.seed})", None
 
-    drop.upload(_loaded(_restore), [drop, tab.rev], outs, api_visibility="private").then(
+    drop.upload(_loaded(_restore), [drop, tab.rev], outs, api_visibility="private").then(**resync).then(
         **tab.recompile).then(lambda: None, None, drop, api_visibility="private")
 
     def _autosaved(record: Any, r: Any):
@@ -424,7 +438,8 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
             return keep
         return updates
 
-    demo.load(_autosaved, [tab.saved, tab.rev], outs, api_visibility="private").then(**tab.recompile)
+    demo.load(_autosaved, [tab.saved, tab.rev], outs, api_visibility="private").then(**resync).then(
+        **tab.recompile)
 
 
 # ---- the job store, as the Studio tab sees it ------------------------------------------------------
@@ -501,10 +516,16 @@ def _follow(service: StudioService, me: str, seen: dict[str, Any]) -> list[Any]:
         current = max(mine, key=lambda j: (j.finished_at or 0.0, j.id))
     latest = str(current.id) if current is not None else None
     if latest is None:
+        seen["job"] = None
         return [out_queue, same, same, same, same, same, same, seen]
     view = service.view(int(latest))
-    out_panel = same if view.html == seen.get("panel") else view.html
-    seen["panel"] = view.html
+    if seen.get("hold") and seen.get("hold_job") == latest:  # a refused Render's reason stays visible
+        out_panel = same
+    else:
+        seen["hold"] = False
+        out_panel = same if view.html == seen.get("panel") else view.html
+        seen["panel"] = view.html
+    seen["job"] = latest
     prev = _live_preview(service, latest)
     out_preview = same
     if view.status == "running" and prev is not None and seen.get("preview") != (latest, prev.step):
