@@ -1,7 +1,9 @@
 """The public API: /render, /lint and /compile (hidden components; typed str in, file or JSON out).
 
 A /render call is a job like any other: it goes through `StudioService.submit` (lint, input checks,
-the request finalised for the engine) into the one store, and History lists it.
+the request finalised for the engine, the queue limits) into the one store, and History lists it.
+/render waits for its job on the event loop (no worker thread held); /submit returns the job id at once
+and /result fetches the file by that id.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from nava_core.request import RequestError
 
 from app.service import StudioError, StudioService
 
-PUBLIC = {"render", "lint", "compile"}
+PUBLIC = {"render", "submit", "result", "lint", "compile"}
 
 
 def mount_api(service: StudioService) -> None:
@@ -26,11 +28,28 @@ def mount_api(service: StudioService) -> None:
         out_file = gr.File()
         proj = gr.Textbox()
         text = gr.Textbox()
+        job_id = gr.Textbox()
         render_btn = gr.Button()
+        submit_btn = gr.Button()
+        result_btn = gr.Button()
         lint_btn = gr.Button()
         compile_btn = gr.Button()
-    render_btn.click(lambda s: api_render(service, s), req, out_file, api_name="render", concurrency_limit=None,
+
+    async def _render(request_json: str, request: gr.Request) -> str:
+        return await api_render_async(service, request_json, request)
+
+    def _submit(request_json: str, request: gr.Request) -> str:
+        return api_submit(service, request_json, request)
+
+    # /render waits on the event loop, so it needs no concurrency limit: the studio's queue limits (per
+    # client, in total) bound the work, and the Gradio slots are sized to them (app.cli)
+    render_btn.click(_render, req, out_file, api_name="render", concurrency_limit=None,
                      api_description="Render a request (RenderRequest JSON text); returns the MP4 file.")
+    submit_btn.click(_submit, req, text, api_name="submit", concurrency_limit=None,
+                     api_description="Queue a render request and return at once: {job_id, status, ahead} as JSON "
+                                     "text; fetch the file with /result.")
+    result_btn.click(lambda j: api_result(service, j), job_id, out_file, api_name="result", concurrency_limit=None,
+                     api_description="The file of a finished render, by the job_id /submit returned.")
     lint_btn.click(api_lint, proj, text, api_name="lint",
                    api_description="Lint a project (Project JSON text); returns findings as JSON text.")
     compile_btn.click(api_compile, proj, text, api_name="compile",
@@ -44,34 +63,90 @@ def keep_api_to(demo: gr.Blocks, names: set[str] = PUBLIC) -> None:
             fn.api_visibility = "private"
 
 
-def api_render(service: StudioService, request_json: str) -> str:
-    """/render: a render request as JSON text in, the MP4 (WAV for audio-only) path out.
+def client_id(request: Any) -> str:
+    """Who a call counts against for the queue limits: the login when auth is on, else the browser or API
+    client's session (every gradio_client instance has its own), else its address."""
+    if request is None:
+        return "local"
+    user = getattr(request, "username", None)
+    if user:
+        return f"user:{user}"
+    session = getattr(request, "session_hash", None)
+    if session:
+        return f"session:{session}"
+    client = getattr(request, "client", None)
+    return f"host:{getattr(client, 'host', '') or 'unknown'}"
 
-    Every field and every voice/image file is checked (nava_core.validation) before anything is
-    queued, so a refused request never reaches the queue or the history.
+
+def api_enqueue(service: StudioService, request_json: str, owner: str = "api") -> Any:
+    """Check a /render or /submit request completely, then queue it; returns its job.
+
+    Every field (nava_core.schema), every voice/image path (inside the uploads folder or an allowed
+    root) and file (by content, length from the header) and the queue limits are checked before
+    anything is queued or recorded, so a refused request leaves no trace.
     """
+    from nava_core.schema import SchemaError, parse_json_text
     from nava_core.validation import InputError, check_request_dict
 
-    data: Any = request_json
-    if isinstance(request_json, str) and len(request_json) <= MAX_REQUEST_JSON_CHARS:
-        try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
-            data = json.loads(request_json)
-        except json.JSONDecodeError:
-            pass  # check_request_dict says where the syntax error is
-    try:
-        request = check_request_dict(data, check_files=True)
-    except InputError as e:
-        raise gr.Error(f"invalid render request: {_one_line(e)}") from e
-    except (RequestError, ValueError) as e:
+    try:  # parsed here so an over-long prompt is refused by name ("prompt ... limit"), not as a long JSON
+        data = parse_json_text(request_json, "render request", MAX_REQUEST_JSON_CHARS) \
+            if isinstance(request_json, (str, bytes)) else request_json
+        request = check_request_dict(data, check_files=False)
+    except (SchemaError, InputError, RequestError, ValueError) as e:
         raise gr.Error(f"invalid render request: {_one_line(e)}") from e
     try:
-        job = service.render_blocking(request)
+        return service.submit(None, owner=owner, request=request, source="api")
     except StudioError as e:
-        raise gr.Error(str(e)) from e
+        raise gr.Error(_one_line(e)) from e
+
+
+def _result_file(job: Any) -> str:
     result = job.result if job is not None else None
     if result is None:
         raise gr.Error((job.error if job is not None else "") or f"render {job.state if job else 'lost'}")
     return str(result.main)
+
+
+def api_render(service: StudioService, request_json: str, owner: str = "api") -> str:
+    """/render, blocking form (tests, scripts): the request in, the MP4 (WAV for audio-only) path out."""
+    job = api_enqueue(service, request_json, owner)
+    return _result_file(service.worker.wait(job.id))
+
+
+async def api_render_async(service: StudioService, request_json: str, request: Any = None) -> str:
+    """/render as served: checks and queues in a worker thread (fast), then waits on the event loop, so
+    waiting renders hold no worker thread and /lint, /compile and the page stay responsive."""
+    import asyncio
+
+    import anyio
+
+    job = await anyio.to_thread.run_sync(api_enqueue, service, request_json, client_id(request))
+    while True:
+        job = service.jobs.get(job.id)
+        if job is None or job.finished:
+            return _result_file(job)
+        await asyncio.sleep(0.2)
+
+
+def api_submit(service: StudioService, request_json: str, request: Any = None) -> str:
+    """/submit: queue a render and return at once: {"job_id", "status", "ahead"} as JSON text."""
+    job = api_enqueue(service, request_json, client_id(request))
+    return json.dumps({"job_id": str(job.id), "status": job.state, "ahead": service.jobs_ahead(job.id)})
+
+
+def api_result(service: StudioService, job_id: str) -> str:
+    """/result: the file of a finished render by job id; a clear error while it waits, runs or failed."""
+    text = str(job_id or "").strip()
+    if not text.isdigit() or len(text) > 18:
+        raise gr.Error("invalid job id: send the job_id /submit returned")
+    job = service.jobs.get(int(text))
+    if job is None or job.batch_id:
+        raise gr.Error(f"no render {text} in this studio's queue")
+    if job.state == "queued":
+        raise gr.Error(f"render {text} is queued, {service.jobs_ahead(job.id)} ahead of it; ask again later")
+    if job.state == "running":
+        raise gr.Error(f"render {text} is running; ask again later")
+    return _result_file(job)
 
 
 MAX_PROJECT_JSON_CHARS = 200_000
@@ -99,17 +174,20 @@ def _check_project_texts(value: Any, where: str = "project") -> None:
 
 def _project_from_text(project_json: str) -> pb.Project:
     """Parse /lint and /compile input, refusing control characters and over-long text first."""
+    from nava_core.schema import SchemaError, parse_json_text
     from nava_core.validation import InputError, check_text
 
     try:
         text = check_text(project_json, MAX_PROJECT_JSON_CHARS, "project JSON")
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
+            data = parse_json_text(text, "project JSON", MAX_PROJECT_JSON_CHARS)
+        except SchemaError as e:
+            if "not valid JSON" not in str(e):
+                raise
             data = None  # Project.from_json reports the syntax error below
         if data is not None:
             _check_project_texts(data)
-    except InputError as e:
+    except (InputError, SchemaError) as e:
         raise gr.Error(f"invalid project: {_one_line(e)}") from e
     try:
         return pb.Project.from_json(text)

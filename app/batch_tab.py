@@ -12,8 +12,10 @@ from typing import Any
 import gradio as gr
 
 from app.batches import NO_SWEEP, SWEEP_KEYS, TABLE_HEADERS, Batches, build_definition, compare_html, optional_number
+from app.cluster_batches import ClusterBatches
 from app.service import StudioService
 from nava_core.batch import BatchDefinition
+from nava_core.cluster import ClusterError
 from nava_core.validation import InputError
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 def build_batch_tab(service: StudioService) -> Batches:
     """The Batch tab's components, inside the caller's `with gr.Tab("Batch"):` block."""
     runner = Batches(service)
+    cluster = ClusterBatches(service)
     try:
         import prompt_builder as pb
 
@@ -47,7 +50,14 @@ def build_batch_tab(service: StudioService) -> Batches:
         steps = gr.Textbox(label="Steps", placeholder="blank: the preset's", elem_id="batch-steps")
         seconds = gr.Textbox(label="Duration in s", placeholder="blank: the preset's", elem_id="batch-seconds")
     preview = gr.Markdown(elem_id="batch-preview")
+    with gr.Row():  # a render farm (docs/cluster.md); needs Ray: pip install ".[cluster]"
+        on_cluster = gr.Checkbox(False, label="Run on cluster", scale=1, elem_id="batch-cluster")
+        cluster_addr = gr.Textbox("local", label="Ray address", placeholder="local, ray://HOST:10001 or HOST:6379",
+                                  scale=2, elem_id="batch-cluster-address")
+        cluster_actors = gr.Textbox(label="Actors", placeholder="blank: one per GPU", scale=1,
+                                    elem_id="batch-cluster-actors")
     queue_btn = gr.Button("Queue batch", variant="primary", elem_id="batch-queue")
+    cluster_status = gr.Markdown(elem_id="batch-cluster-status")
     with gr.Row():
         pick = gr.Dropdown(runner.batch_choices(), value=(runner.batch_choices() or [None])[0], label="Batch",
                            scale=3, allow_custom_value=False, elem_id="batch-pick")
@@ -73,19 +83,27 @@ def build_batch_tab(service: StudioService) -> Batches:
             return f"⛔ {html.escape(str(e))}"
 
     def _queue(*vals: Any):
-        try:
-            batch_id = runner.enqueue(_defn(*vals))
-        except (InputError, ValueError) as e:
+        *form_vals, farm, address, actors = vals
+        try:  # a farm that cannot run (no Ray, bad address) is refused before anything is queued
+            config = cluster.config(address, optional_number("actors", actors, True)) if farm else None
+            batch_id = runner.enqueue(_defn(*form_vals), engine=cluster.engine_tag(config) if config else None)
+        except (InputError, ValueError, ClusterError) as e:
             gr.Warning(str(e))
-            return gr.update(), gr.update(), f"⛔ {html.escape(str(e))}"
+            return gr.update(), gr.update(), f"⛔ {html.escape(str(e))}", gr.update()
         gr.Info(f"Queued batch {batch_id}.")
-        return gr.update(choices=runner.batch_choices(), value=batch_id), runner.rows(batch_id), _preview(*vals)
+        status = cluster.start(batch_id, config) if config is not None else gr.update()
+        return (gr.update(choices=runner.batch_choices(), value=batch_id), runner.rows(batch_id), _preview(*form_vals),
+                status)
 
     def _refresh(batch_id: str | None, last: str):
         entries = runner.compare(batch_id) if batch_id else []
         sig = ",".join(str(e.job_id) for e in entries) + f"@{batch_id}"
         html_update = gr.update() if sig == last else compare_html(entries)
-        return runner.rows(batch_id), html_update, sig
+        rows = runner.rows(batch_id)
+        for row in rows:  # a job running on the cluster: its actor's phase and step
+            if row[1] == "running" and (farm := cluster.job_progress(row[0])):
+                row[3] = farm
+        return rows, html_update, sig, cluster.status_markdown()
 
     def _zip(batch_id: str | None):
         if not batch_id:
@@ -103,9 +121,11 @@ def build_batch_tab(service: StudioService) -> Batches:
 
     for comp in form:
         comp.change(_preview, form, preview, show_progress="hidden", api_visibility="private")
-    queue_btn.click(_queue, form, [pick, table, preview], api_visibility="private")
-    pick.change(_refresh, [pick, shown], [table, compare, shown], show_progress="hidden", api_visibility="private")
-    timer.tick(_refresh, [pick, shown], [table, compare, shown], show_progress="hidden", api_visibility="private")
+    queue_btn.click(_queue, [*form, on_cluster, cluster_addr, cluster_actors], [pick, table, preview, cluster_status],
+                    api_visibility="private")
+    refreshed = [table, compare, shown, cluster_status]
+    pick.change(_refresh, [pick, shown], refreshed, show_progress="hidden", api_visibility="private")
+    timer.tick(_refresh, [pick, shown], refreshed, show_progress="hidden", api_visibility="private")
     zip_btn.click(_zip, pick, zip_file, api_visibility="private")
     cancel_btn.click(_cancel, pick, None, api_visibility="private")
     return runner

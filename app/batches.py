@@ -160,14 +160,16 @@ class Batches:
         return (f"**{len(jobs)} job{'s' if len(jobs) != 1 else ''}**, estimated {fmt_seconds(est)}"
                 f"{' on the tiny preview engine (rough)' if tiny else ''}.")
 
-    def enqueue(self, defn: BatchDefinition) -> str:
-        """Queue a batch (all jobs in one transaction); the same definition while it runs is queued once."""
+    def enqueue(self, defn: BatchDefinition, engine: str | None = None) -> str:
+        """Queue a batch (all jobs in one transaction); the same definition while it runs is queued once.
+
+        `engine` "cluster:ADDRESS" reserves the jobs for a render farm instead of the studio's worker."""
         jobs = self.plan(defn)
         batch_id = batch_id_for(defn)
         store = self.service.jobs
         if not store.list(batch_id=batch_id, states=("queued", "running")):
             batch_id = f"{batch_id}-{time.strftime('%H%M%S')}" if store.list(batch_id=batch_id) else batch_id
-            self.service.submit_batch(jobs, batch_id)
+            self.service.submit_batch(jobs, batch_id, engine=engine)
         return batch_id
 
     # ---- reading --------------------------------------------------------------------------------

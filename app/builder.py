@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nava_core.config import BUCKETS, DEFAULT_SEED, DEFAULT_STEPS, GuidanceScales, snap_seconds
+from nava_core.config import BUCKETS, DEFAULT_SEED, DEFAULT_STEPS, GuidanceScales, nearest_bucket, snap_seconds
 from nava_core.request import MAX_VIDEO_SECONDS, RenderRequest
 
 import prompt_builder as pb
@@ -28,13 +28,18 @@ MODE_LABELS = {
     "image_audio_video": "Image + audio + video",
     "audio": "Audio only",
 }
+_FORMS = ("With a sync or timbre term active it adds g*(cond - neg) on top of the conditional (3 = classic CFG 4); "
+          "without one (sync off, or audio only without a voice) it is classic CFG neg + g*(cond - neg) (1 = no guidance), "
+          "as the release. 0 switches it off.")
 GUIDANCE_HELP = {
-    "video": "Video text guidance: how strongly the picture follows the prompt (release 3.0). 0 switches this branch off.",
-    "audio": "Audio text guidance: how strongly the sound follows the prompt (release 2.0). 0 switches this branch off.",
+    "video": "Video text guidance: how strongly the picture follows the prompt (release 3.0). " + _FORMS,
+    "audio": "Audio text guidance: how strongly the sound follows the prompt (release 2.0). " + _FORMS,
     "video_align": "Video sync guidance: pushes the picture towards the sound, e.g. lips on words (release 3.0). 0 switches it off.",
-    "audio_align": "Audio sync guidance: pushes the sound towards the picture (release 2.0). 0 switches it off.",
+    "audio_align": "Audio sync guidance: pushes the sound towards the picture (release 2.0; never used in audio-only mode). 0 switches it off.",
     "timbre": "Voice timbre guidance: how closely each line matches its reference voice (release 3.0). 0 switches it off.",
 }
+
+TRUNCATE_LABEL = "Render truncated, as the release does"
 
 # The order of the builder's plain form fields; layout, handlers and history share it.
 FORM_KEYS: tuple[str, ...] = (
@@ -45,14 +50,15 @@ FORM_KEYS: tuple[str, ...] = (
     *(f"audio.{k}" for k in AUDIO_FIELDS),
     "image", "bucket", "seconds", "steps", "seed", "audio_seed", "lock_seeds",
     *(f"guidance.{k}" for k in GUIDANCE_FIELDS),
-    "prompt_manual", "prompt_text",
+    "prompt_manual", "prompt_text", "truncate_prompt",
 )
 
 
 def default_settings(mode: str = "audio_video") -> dict[str, Any]:
     g = GuidanceScales.audio_only() if mode == "audio" else GuidanceScales()
     return {"bucket": "landscape", "steps": DEFAULT_STEPS, "seed": DEFAULT_SEED, "audio_seed": DEFAULT_SEED,
-            "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False, "prompt_text": ""}
+            "lock_seeds": True, "guidance": asdict(g), "prompt_manual": False, "prompt_text": "",
+            "truncate_prompt": False}
 
 
 def default_state() -> dict[str, Any]:
@@ -119,6 +125,7 @@ def state_from_form(values: dict[str, Any], beats: list[dict[str, Any]], cast: l
         "guidance": {k: float(values.get(f"guidance.{k}", getattr(GuidanceScales(), k))) for k in GUIDANCE_FIELDS},
         "prompt_manual": bool(values.get("prompt_manual")),
         "prompt_text": values.get("prompt_text") or "",
+        "truncate_prompt": bool(values.get("truncate_prompt")),
     }
     return {"project": project, "settings": settings}
 
@@ -133,7 +140,7 @@ def form_from_state(state: dict[str, Any]) -> tuple[dict[str, Any], list[dict[st
         "image": project["image"] or None, "bucket": settings["bucket"], "seconds": project["seconds"],
         "steps": settings["steps"], "seed": settings["seed"], "audio_seed": settings["audio_seed"],
         "lock_seeds": settings["lock_seeds"], "prompt_manual": settings["prompt_manual"],
-        "prompt_text": settings["prompt_text"],
+        "prompt_text": settings["prompt_text"], "truncate_prompt": bool(settings.get("truncate_prompt")),
     }
     for group, names in (("scene", SCENE_FIELDS), ("camera", CAMERA_FIELDS), ("audio", AUDIO_FIELDS)):
         for k in names:
@@ -189,13 +196,24 @@ def lint_state(state: dict[str, Any]) -> list[dict[str, str]]:
     seconds = effective_seconds(state)
     settings = state.get("settings") or {}
     if settings.get("prompt_manual") and (settings.get("prompt_text") or "").strip():
-        return _finding_dicts(pb.lint_text(settings["prompt_text"], seconds))
-    return _finding_dicts(pb.lint_project(project, seconds))
+        return _finding_dicts(pb.lint_text(settings["prompt_text"], seconds), bool(settings.get("truncate_prompt")))
+    return _finding_dicts(pb.lint_project(project, seconds), bool(settings.get("truncate_prompt")))
 
 
-def _finding_dicts(findings: list[Any]) -> list[dict[str, str]]:
-    return [{"severity": str(f.severity), "where": str(f.where), "message": str(f.message), "fix": str(f.fix or "")}
-            for f in findings]
+def _finding_dicts(findings: list[Any], truncate_prompt: bool = False) -> list[dict[str, str]]:
+    out = []
+    for f in findings:
+        item = {"severity": str(f.severity), "where": str(f.where), "message": str(f.message), "fix": str(f.fix or "")}
+        if getattr(f, "code", "") == "too-long":
+            # Over 512 tokens blocks the render unless the user chose the release's behaviour (truncate).
+            if truncate_prompt:
+                item["severity"] = "warning"
+                item["message"] += "; it will be rendered truncated, as the release does"
+            else:
+                item["severity"] = "error"
+                item["fix"] += f"; or tick '{TRUNCATE_LABEL}'"
+        out.append(item)
+    return out
 
 
 def lint_request(request: RenderRequest) -> list[dict[str, str]]:
@@ -204,7 +222,31 @@ def lint_request(request: RenderRequest) -> list[dict[str, str]]:
     which `nava-render batch` uses too)."""
     from nava_core.preflight import lint_findings
 
-    return _finding_dicts(lint_findings(request))
+    return _finding_dicts(lint_findings(request), request.truncate_prompt)
+
+
+def guidance_form_note(state: dict[str, Any], compiled: Any) -> str:
+    """How this render's scales combine, per stream, as the release combines them (NAVA_SPEC.md 5)."""
+    from app.engine import guidance_stream_form as stream_form
+
+    settings = {**default_settings(state["project"].get("mode", "audio_video")), **(state.get("settings") or {})}
+    try:
+        g = GuidanceScales(**{k: float(v) for k, v in settings["guidance"].items()})
+    except (TypeError, ValueError):
+        return ""
+    has_video = state["project"].get("mode", "audio_video") != "audio"
+    voices = any(getattr(compiled, "voices", None) or [])
+    parts = []
+    for stream, scale, extra in (("video", g.video, "video_align"), ("audio", g.audio, "audio_align")):
+        if stream == "video" and not has_video:
+            continue
+        form = stream_form(g, stream, has_video, True, voices)
+        if form == "anchored":
+            parts.append(f"**{stream}**: cond + {scale:g}·(cond − neg) + sync/timbre terms "
+                         f"(anchored; like classic CFG {scale + 1:g})")
+        else:
+            parts.append(f"**{stream}**: neg + {scale:g}·(cond − neg) (classic CFG {scale:g}; no sync or timbre term)")
+    return "How these scales combine now, as the release: " + "; ".join(parts) + "."
 
 
 def effective_seconds(state: dict[str, Any]) -> float:
@@ -237,6 +279,11 @@ def duration_note(seconds: float, mode: str) -> str:
     return f"{frames} frames at 24 fps."
 
 
+# Facts the request itself states (mode, duration, frame size, first-frame image): the project it carries
+# leaves them out, so the sidecar and History hold each once; state_from_request puts them back.
+REQUEST_OWNED = ("mode", "seconds", "width", "height", "image")
+
+
 def request_from_state(state: dict[str, Any]) -> RenderRequest:
     """The RenderRequest for a builder state (deterministic: same state -> same request)."""
     project = state["project"]
@@ -258,8 +305,9 @@ def request_from_state(state: dict[str, Any]) -> RenderRequest:
         guidance=GuidanceScales(**{k: float(v) for k, v in settings["guidance"].items()}),
         seed=seed,
         audio_seed=audio_seed if audio_seed != seed else None,
-        project=project,
+        project={k: v for k, v in project.items() if k not in REQUEST_OWNED},
         title=project.get("title") or "",
+        truncate_prompt=bool(settings.get("truncate_prompt")),
     )
 
 
@@ -275,12 +323,13 @@ def state_from_request(request: RenderRequest) -> dict[str, Any]:
     if not same:
         project["seconds"] = request.seconds
     project["image"] = request.image or ""
-    bucket = min(BUCKETS, key=lambda b: abs(b.aspect - request.width / request.height)).name
+    bucket = next((b.name for b in BUCKETS if (b.width, b.height) == (request.width, request.height)),
+                  nearest_bucket(request.width, request.height).name)
     compiled_text = pb.compile_project(pb.Project.from_dict(project)).text
     manual = compiled_text.strip() != request.prompt.strip()
     settings = {
         "bucket": bucket, "steps": request.steps, "seed": request.seed, "audio_seed": request.effective_audio_seed,
         "lock_seeds": request.audio_seed is None, "guidance": asdict(request.guidance),
-        "prompt_manual": manual, "prompt_text": request.prompt if manual else "",
+        "prompt_manual": manual, "prompt_text": request.prompt if manual else "", "truncate_prompt": request.truncate_prompt,
     }
     return {"project": project, "settings": settings}

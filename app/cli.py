@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import threading
+from pathlib import Path
 
 from app.engine import MEMORY_PROFILES, PROFILE_ALIASES
 
@@ -33,7 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
     p.add_argument("--no-live-preview", action="store_true",
                    help="do not show the clip taking shape while it denoises (saves a little time per render)")
+    p.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
+                   help="also accept request voice/image paths and weights folders inside FOLDER (repeatable; "
+                        "by default only the data folder's uploads, and weights inside the data folder)")
+    p.add_argument("--max-queued-per-client", type=int, default=10, metavar="N",
+                   help="renders one client (browser session, API client or login) may have waiting or running")
+    p.add_argument("--max-queued", type=int, default=100, metavar="N",
+                   help="renders the studio accepts waiting or running in total (then: 'queue full')")
+    p.add_argument("--allow-remote-admin", action="store_true",
+                   help="without --auth, let clients other than this machine download weights and switch the "
+                        "weights folder (off: those actions answer only to 127.0.0.1)")
     p.add_argument("--home", default=None, help="data folder (default NAVA_STUDIO_HOME, else $XDG_DATA_HOME/nava-studio, else ~/.local/share/nava-studio)")
+    from nava_core.rewriting import add_rewrite_arguments
+
+    add_rewrite_arguments(p, prefix="rewrite-")
     return p
 
 
@@ -60,19 +74,52 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
     engine = Engine(choice, memory_profile=args.memory_profile, precision=args.precision, gpus=args.gpus)
     if getattr(args, "no_live_preview", False):
         engine.preview_every = 0
-    service = StudioService(paths, engine)
-    demo = build_ui(service)
-    demo.queue(default_concurrency_limit=4)
+    from app.access import AdminPolicy
+    from app.service import QueueLimits
+
+    roots = tuple(str(Path(r).expanduser().resolve()) for r in (getattr(args, "allow_path", None) or ()))
+    limits = QueueLimits(per_client=getattr(args, "max_queued_per_client", 10), total=getattr(args, "max_queued", 100))
+    service = StudioService(paths, engine, allowed_roots=roots, limits=limits)
+    service.admin = AdminPolicy(auth=bool(getattr(args, "auth", None)),
+                                allow_remote=bool(getattr(args, "allow_remote_admin", False)))
+    demo = build_ui(service, _rewrites(args, service))
+    # Gradio's queue: bounded too (events waiting for a slot beyond this are refused by Gradio)
+    demo.queue(default_concurrency_limit=4, max_size=limits.total + GRADIO_SPARE_SLOTS * 4)
     return demo, service
 
 
+# Gradio runs at most `max_threads` events at once, async ones included. An open /render call waits on
+# the event loop but keeps its slot, so the studio allows as many slots as renders may wait (the queue
+# limit) plus these spare ones, which keep /lint, /compile and the page answering while the queue is full.
+GRADIO_SPARE_SLOTS = 40
+
+
+def _rewrites(args: argparse.Namespace, service):  # -> RewriteService
+    """The studio's rewriter: flags over environment; pages may pick their own only on a private studio."""
+    from app.rewrites import RewriteService
+    from app.zerogpu import on_zerogpu
+    from nava_core.rewriting import config_from_args
+
+    private = (getattr(args, "host", "127.0.0.1") in ("127.0.0.1", "localhost", "::1")
+               and not getattr(args, "share", False) and not on_zerogpu() and not os.environ.get("SPACE_ID"))
+    return RewriteService(config_from_args(args, prefix="rewrite-"), gpu_lock=service.engine.gpu_lock,
+                          editable=private)
+
+
 def launch_kwargs(args: argparse.Namespace, service) -> dict:
+    from app.rewrite_panel import CSS as REWRITE_CSS
     from app.theme import CSS
+
+    from starlette.middleware import Middleware
+
+    from app.access import LoginLimiter, StudioGuard
 
     return dict(
         server_name=args.host, server_port=args.port, share=bool(args.share), auth=parse_auth(args.auth),
+        app_kwargs={"middleware": [Middleware(StudioGuard, limiter=LoginLimiter())]},
+        max_threads=getattr(args, "max_queued", 100) + GRADIO_SPARE_SLOTS,
         allowed_paths=service.paths.allowed_paths(), max_file_size=f"{args.max_upload_mb:g}mb",
-        css=CSS, footer_links=["api", "settings"],
+        css=CSS + REWRITE_CSS, footer_links=["api", "settings"],
     )
 
 

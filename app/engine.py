@@ -212,6 +212,21 @@ def probe_voice(path: str | Path) -> VoiceInfo:
     return VoiceInfo(float(loaded.duration_s), int(loaded.sample_rate), tuple(loaded.warnings))
 
 
+def voice_preview_wav(src: str | Path, dst: str | Path) -> Path:
+    """A 16-bit WAV copy of any upload at its own rate, so every browser can play the voice back: the
+    first 30 s (what the engine uses), decoded by the engine's one audio decoder (`audio_io`)."""
+    import numpy as np
+    import soundfile as sf
+
+    from nava_core.components.audio_io import load_audio, probe_audio
+
+    audio = load_audio(src, sample_rate=probe_audio(src).sample_rate, mono=False, max_seconds=30.0)
+    dst = Path(dst)
+    sf.write(str(dst), np.clip(audio.samples.T, -1, 1), audio.sample_rate, subtype="PCM_16")
+    return dst
+
+
+
 # ---- rendering -----------------------------------------------------------------------------------
 
 
@@ -245,6 +260,8 @@ class Engine:
         self._lock = threading.Lock()
         # held for a whole render; shared with the Batch tab through StudioService.gpu_lock
         self.gpu_lock = gpu_lock if gpu_lock is not None else threading.RLock()
+        # called with gpu_lock held, before each render (e.g. a local rewrite LM leaving the GPU)
+        self.before_render: list[Callable[[], None]] = []
         # On a ZeroGPU Space the GPU exists only inside spaces.GPU calls; elsewhere this is the identity.
         from app.zerogpu import gpu_duration, wrap_for_zerogpu
         self.render = wrap_for_zerogpu(self.render, gpu_duration)
@@ -324,6 +341,8 @@ class Engine:
         from app.media import audio_picture, video_thumbnail
 
         with self.gpu_lock:
+            for hook in self.before_render:
+                hook()
             t0 = time.perf_counter()
             pipe = self.pipeline(progress)
             _onto_gpu(pipe)
@@ -353,3 +372,19 @@ def _onto_gpu(pipe: Any) -> None:
         return
     log.info("moving the pipeline to cuda")
     pipe.to("cuda")
+
+
+def guidance_stream_form(*args: Any, **kwargs: Any) -> str:
+    """Which of the release's two combine forms a stream uses (`nava_core.guidance.stream_form`), for the
+    builder's note; through here so the studio reaches the engine by one door."""
+    from nava_core.guidance import stream_form
+
+    return stream_form(*args, **kwargs)
+
+
+def read_embedded_request(path: str | Path) -> str | None:
+    """The request JSON a studio-made MP4/WAV/FLAC (or its sidecar) carries (`nava_core.export.read_request`),
+    for 'Drop a clip made here'; through here so the studio reaches the engine by one door."""
+    from nava_core.export import read_request
+
+    return read_request(path)

@@ -76,14 +76,15 @@ def compile_outputs(service: StudioService, vals: list[Any]) -> list[Any]:
         compiled, findings = service.compile(state)
     except (pb.SchemaError, ValueError, TypeError) as e:
         msg = f'<div class="nava-lint nava-lint-error">⛔ {html.escape(str(e))}</div>'
-        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", ""]
+        return [gr.update(), *(msg if g == "prompt" else "" for g in LINT_GROUPS), "", "", "", ""]
     blocks = lint_markdown(findings)
     values = values_dict(vals[: len(B.FORM_KEYS)])
     prompt_update = gr.update() if compiled.manual else gr.update(value=compiled.text)
     note = B.duration_note(float(values.get("seconds") or 0), values.get("mode") or "audio_video")
     binding = voice_binding(compiled, state)
     estimate = request_estimate(service, state)
-    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate]
+    return [prompt_update, *(blocks[g] for g in LINT_GROUPS), note, binding, estimate,
+            B.guidance_form_note(state, compiled)]
 
 
 def request_estimate(service: StudioService, state: dict[str, Any]) -> str:

@@ -13,6 +13,8 @@ from app.api import keep_api_to, mount_api
 from app.batch_tab import build_batch_tab
 from app.history_tab import build_history_tab, history_rows, reuse_state
 from app.model_tab import build_model_tab
+from app.rewrite_panel import build_rewrite_settings, wire_rewrite
+from app.rewrites import RewriteService
 from app.service import StudioError, StudioService
 from app.studio_tab import build_studio_tab, wire_loads
 from app.timeline_tab import build_timeline_tab
@@ -20,8 +22,10 @@ from app.timeline_tab import build_timeline_tab
 log = logging.getLogger(__name__)
 
 
-def build_ui(service: StudioService) -> gr.Blocks:
-    """Build the whole studio page around one StudioService."""
+def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> gr.Blocks:
+    """Build the whole studio page around one StudioService (and the rewriter, from the environment by default)."""
+    rewrites = rewrites or RewriteService(gpu_lock=service.engine.gpu_lock)
+    service.engine.before_render.append(rewrites.release_gpu)
     with gr.Blocks(title="NAVA Studio") as demo:
         gr.Markdown("# NAVA Studio\nBuild the scene, cast the voices, render picture and stereo sound together.")
         banner = gr.Markdown(E.tiny_banner(service.engine.choice), visible=service.engine.choice.is_tiny,
@@ -37,6 +41,7 @@ def build_ui(service: StudioService) -> gr.Blocks:
                 build_batch_tab(service)
             with gr.Tab("Model", id="model"):
                 model_estimate = build_model_tab(service, banner)
+                rewrite_settings = build_rewrite_settings(rewrites)
         mount_api(service)
 
         # ---- wiring between tabs ----
@@ -44,6 +49,8 @@ def build_ui(service: StudioService) -> gr.Blocks:
                                api_visibility="private")
         studio.on_load_reset = [(tl_status, ""), (subs_file, None)]  # a new project leaves no old status behind
         wire_loads(studio, service, demo)
+        if studio.rewrite is not None:
+            wire_rewrite(rewrites, studio.rewrite, rewrite_settings, studio.form, studio.all_inputs)
         studio.render_event.then(lambda: history_rows(service), None, history.lists, api_visibility="private")
 
         def _reuse(rid: str, r: int):

@@ -1,4 +1,4 @@
-"""Small media helpers for the page: preview WAVs of uploads, thumbnails, waveform images.
+"""Small media helpers for the page: thumbnails and waveform images.
 
 These work on files and numpy arrays only (PyAV, soundfile, Pillow); the engine's tensors never reach
 the studio. The waveform/spectrogram picture is what audio-only renders show instead of a video.
@@ -13,19 +13,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 log = logging.getLogger(__name__)
-
-
-def write_preview_wav(src: str | Path, dst: str | Path) -> Path:
-    """A 16-bit WAV copy of any upload at its own rate, so every browser can play the voice back: the
-    first 30 s (what the engine uses), decoded by the engine's one audio decoder (`audio_io`)."""
-    import soundfile as sf
-
-    from nava_core.components.audio_io import load_audio, probe_audio
-
-    audio = load_audio(src, sample_rate=probe_audio(src).sample_rate, mono=False, max_seconds=30.0)
-    dst = Path(dst)
-    sf.write(str(dst), np.clip(audio.samples.T, -1, 1), audio.sample_rate, subtype="PCM_16")
-    return dst
 
 
 def video_thumbnail(mp4: str | Path, png: str | Path, width: int = 320) -> Path | None:

@@ -92,14 +92,30 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
         apply_btn = gr.Button("Apply")
     estimate = gr.Markdown(elem_id="model-estimate")
 
-    def _inspect(arg: str) -> tuple[Any, ...]:
-        return (*folder_report(arg), *button_variants(arg), "")
+    def _admin(request: Any, action: str, arg: str | None) -> str | None:
+        """The admin gate and the folder boundary for a raw or clicked event; the resolved folder."""
+        from app.access import AccessDenied
+
+        try:
+            service.admin.check(request, action)
+            return None if arg in (None, "tiny") else str(service.weights_boundary.resolve(arg))
+        except AccessDenied as e:
+            raise gr.Error(f"{e}.") from e
+
+    def _report(folder: str) -> tuple[Any, ...]:
+        return (*folder_report(folder), *button_variants(folder), "")
+
+    def _inspect(arg: str, request: gr.Request) -> tuple[Any, ...]:
+        return _report(_admin(request, "Inspecting a weights folder", arg) or str(service.paths.weights))
 
     report_outs = [report, table, speaker_btn, use_btn, download_btn, error]
     inspect_btn.click(_inspect, folder, report_outs, api_visibility="private")
     folder.submit(_inspect, folder, report_outs, api_visibility="private")
 
-    def _use(arg: str, prof: str, n: int, prec: str) -> tuple[Any, ...]:
+    def _use(arg: str, prof: str, n: int, prec: str, request: gr.Request | None = None,
+             _checked: bool = False) -> tuple[Any, ...]:
+        if not _checked:
+            arg = _admin(request, "Switching the weights", arg) or "tiny"
         try:
             choice = service.switch_weights(arg, prof, prec, gpus=int(n or 1))
         except StudioError as e:
@@ -111,13 +127,24 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
         return (engine_summary(service), text, rows, vis,
                 gr.update(value=E.tiny_banner(choice), visible=choice.is_tiny))
 
-    outs = [summary, report, table, speaker_btn, banner]
-    use_btn.click(_use, [folder, profile, gpus, precision], outs, api_visibility="private")
-    tiny_btn.click(lambda p, n, q: _use("tiny", p, n, q), [profile, gpus, precision], outs, api_visibility="private")
-    apply_btn.click(lambda p, n, q: _use(service.engine.choice.folder, p, n, q)[:1] + (gr.update(),) * 4,
-                    [profile, gpus, precision], outs, api_visibility="private")
+    def _use_folder(arg: str, prof: str, n: int, prec: str, request: gr.Request) -> tuple[Any, ...]:
+        return _use(arg, prof, n, prec, request)
 
-    def _download(arg: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def _use_tiny(prof: str, n: int, prec: str, request: gr.Request) -> tuple[Any, ...]:
+        return _use("tiny", prof, n, prec, request)
+
+    def _apply(prof: str, n: int, prec: str, request: gr.Request) -> tuple[Any, ...]:
+        _admin(request, "Changing the engine settings", None)
+        return _use(service.engine.choice.folder, prof, n, prec, request, _checked=True)[:1] + (gr.update(),) * 4
+
+    outs = [summary, report, table, speaker_btn, banner]
+    use_btn.click(_use_folder, [folder, profile, gpus, precision], outs, api_visibility="private")
+    tiny_btn.click(_use_tiny, [profile, gpus, precision], outs, api_visibility="private")
+    apply_btn.click(_apply, [profile, gpus, precision], outs, api_visibility="private")
+
+    def _download(arg: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        arg = _admin(request, "Downloading weights", arg) or str(service.paths.weights)
+
         def cb(message: str, fraction: float) -> None:
             progress(fraction, desc=message)
 
@@ -127,9 +154,10 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
             log.warning("weights download failed: %s", e)
             gr.Warning("The download failed; the Model tab says why.")
             return (*folder_report(arg), *button_variants(arg), error_box(str(e)))
-        return _inspect(arg)
+        return _report(arg)
 
-    def _download_speaker(arg: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def _download_speaker(arg: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        arg = _admin(request, "Downloading the speaker encoder", arg) or str(service.paths.weights)
         try:
             path = E.download_speaker_encoder(lambda m, f: progress(f, desc=m))
         except Exception as e:  # noqa: BLE001
@@ -137,7 +165,7 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
             gr.Warning("The download failed; the Model tab says why.")
             return (*folder_report(arg), *button_variants(arg), error_box(str(e)))
         gr.Info(f"Speaker encoder saved to {path}; press 'Use this folder' to render with these weights.")
-        return _inspect(arg)
+        return _report(arg)
 
     download_btn.click(_download, folder, report_outs, api_visibility="private")
     speaker_btn.click(_download_speaker, folder, report_outs, api_visibility="private")

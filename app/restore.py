@@ -22,7 +22,7 @@ class RestoreError(ValueError):
 
 def state_from_media(path: str | Path) -> tuple[dict[str, Any], RenderRequest]:
     """(builder state, the embedded request) of a studio-made file; raises RestoreError otherwise."""
-    from nava_core.export import read_request
+    from app.engine import read_embedded_request as read_request
 
     p = Path(path)
     if p.suffix.lower() not in MEDIA_SUFFIXES:

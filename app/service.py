@@ -23,19 +23,33 @@ from app import builder as B
 from app import engine as E
 from app.errors import explain
 from app.history import HistoryView
-from app.media import write_preview_wav
 from app.migrate import migrate_data_folder
 from app.paths import StudioPaths
+from prompt_builder.presets import PRESETS_DIR as _PRESETS_DIR
 from nava_core.jobs import Job, JobQueue, RenderFailed, Worker
 from nava_core.outputs import RenderOutputs
 
 log = logging.getLogger(__name__)
 
-VOICE_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".wma", ".aiff", ".aif"}
+VOICE_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4"}
 
 
 class StudioError(ValueError):
     """A user mistake the page reports as a message (what is wrong and what to do)."""
+
+
+class QueueFull(StudioError):
+    """The render queue is at its limit for this client or in total; nothing was queued."""
+
+
+@dataclass(frozen=True)
+class QueueLimits:
+    """How much waiting work the studio accepts from studio and API clients: per client (browser
+    session, API client or login) and in total. A render over either limit is refused before it is
+    recorded, so no client can make the server queue unbounded work."""
+
+    per_client: int = 10
+    total: int = 100
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,13 @@ class RenderView:
     error: str = ""
 
 
+def limit_key(owner: str) -> str:
+    """Who a job counts against for the per-client limit. The Studio tab records its jobs as
+    'CLIENT#BROWSER' (the server's `app.api.client_id`, then the page's own id that survives a reload):
+    the limit follows the server's part, which a browser cannot choose."""
+    return (owner or "").split("#", 1)[0]
+
+
 class StudioService:
     """One running studio: its data folder, its engine, and the one job store every render goes through.
 
@@ -71,9 +92,27 @@ class StudioService:
     start (`app.migrate`).
     """
 
-    def __init__(self, paths: StudioPaths, engine: E.Engine) -> None:
+    def __init__(self, paths: StudioPaths, engine: E.Engine, allowed_roots: tuple[str | Path, ...] = (),
+                 limits: QueueLimits | None = None) -> None:
+        from nava_core.validation import PathBoundary
+
+        from app.access import AdminPolicy, FolderBoundary
+
         self.paths = paths
         self.engine = engine
+        # request paths must lie in the uploads folder or a folder the operator allowed (--allow-path);
+        # Batch-tab items may also name the media shipped with the presets
+        self.boundary = PathBoundary.of(paths.uploads, *allowed_roots)
+        shipped = Path(_PRESETS_DIR).resolve().parent
+        self.batch_boundary = PathBoundary.of(paths.uploads, *allowed_roots, shipped / "assets", shipped / "presets",
+                                              start=shipped)  # presets name their media relative to it
+        self.limits = limits or QueueLimits()
+        self._admit_lock = threading.Lock()
+        self.admin = AdminPolicy()  # local-only admin actions unless create_app says otherwise
+        # weights folders the UI may pick: the data folder, allowed roots, and the one the operator started with
+        self.weights_boundary = FolderBoundary.of(paths.home, *allowed_roots,
+                                                  None if engine.choice.folder == "tiny" else engine.choice.folder,
+                                                  engine.choice.suggested or None)
         migrate_data_folder(paths)
         self.jobs = JobQueue(paths.jobs_db)
         self.history = HistoryView(self.jobs)
@@ -166,9 +205,15 @@ class StudioService:
 
     def add_voice(self, upload: str | Path) -> VoiceUpload:
         """Check a voice upload (any format) and keep a copy; raises StudioError saying what to do."""
+        from nava_core.validation import VOICE_MAX_SECONDS, InputError, check_audio_file
+
         src = Path(upload)
         if src.suffix.lower() not in VOICE_EXTS:
             raise StudioError(f"{src.name} is not an audio file NAVA Studio reads; upload wav, mp3, flac, ogg, opus or m4a.")
+        try:  # content and declared length first: nothing is decoded past what a voice uses
+            check_audio_file(src, max_seconds=VOICE_MAX_SECONDS, what=f"voice {src.name}")
+        except InputError as e:
+            raise StudioError(explain(e)) from e
         try:
             info = E.probe_voice(src)
         except E.VoiceError as e:
@@ -189,7 +234,7 @@ class StudioService:
         preview = self.paths.uploads / "previews" / f"{digest}.wav"
         if not preview.exists():
             preview.parent.mkdir(parents=True, exist_ok=True)
-            write_preview_wav(voice, preview)
+            E.voice_preview_wav(voice, preview)
         return preview
 
     def voice_preview(self, stored: str) -> tuple[str | None, str]:
@@ -274,31 +319,38 @@ class StudioService:
 
     def add_image(self, upload: str | Path) -> tuple[str, str]:
         """Keep a first-frame image; returns (stored path, proposed aspect bucket name)."""
-        from PIL import Image
+        from nava_core.validation import InputError, check_image_file
 
-        try:
-            with Image.open(upload) as im:
-                w, h = im.size
-        except Exception as e:  # noqa: BLE001
-            raise StudioError(f"{Path(upload).name} is not an image NAVA Studio can read ({e}); upload a PNG or JPEG.") from e
-        return str(self._store(upload, self.paths.images)), nearest_bucket(w, h).name
+        try:  # pixel count from the header before any decode (bombs), then a full decode; same check as /render
+            checked = check_image_file(upload, what=f"image {Path(upload).name}")
+        except InputError as e:
+            raise StudioError(explain(e)) from e
+        return str(self._store(upload, self.paths.images)), nearest_bucket(checked.width, checked.height).name
 
     # ---- rendering: the one way into the store ---------------------------------------------------
 
-    def _admit(self, request: RenderRequest) -> RenderRequest:
-        """Every job's checks, whatever queued it: the prompt's lint errors, the input checks (fields,
-        voice and image files by content), then the request finalised for this engine. Raises
-        StudioError saying what to change; nothing is stored before this passes."""
+    def _admit(self, request: RenderRequest, boundary: Any = None,
+               files_checked: set[tuple[Any, ...]] | None = None) -> RenderRequest:
+        """Every job's checks, whatever queued it: the input checks (fields, voice and image paths inside
+        the boundary and files by content), the prompt's lint errors, then the request finalised for this
+        engine. Raises StudioError saying what to change; nothing is stored before this passes.
+        `files_checked` (a batch) skips decoding the same voice/image files again for each of its jobs."""
         from nava_core.validation import InputError, check_request_dict
 
-        errors = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
-                  for f in B.lint_request(request) if f["severity"] == "error"]
-        if errors:
-            raise StudioError("Fix these before rendering: " + "; ".join(errors))
+        files = (request.speaker_wavs, request.image)
+        check_files = files_checked is None or files not in files_checked
         try:
-            checked = check_request_dict(request.to_dict(), check_files=True)
+            # the page's state and API requests are client data: their paths must lie inside the boundary
+            checked = check_request_dict(request.to_dict(), check_files=check_files,
+                                         boundary=boundary or self.boundary)
         except (InputError, RequestError, ValueError) as e:
             raise StudioError(f"invalid render request: {' '.join(str(e).split())}") from e
+        if files_checked is not None:
+            files_checked.add(files)
+        errors = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
+                  for f in B.lint_request(checked) if f["severity"] == "error"]
+        if errors:
+            raise StudioError("Fix these before rendering: " + "; ".join(errors))
         return self.engine.finalize(checked)
 
     def submit(self, state: dict[str, Any] | None, owner: str = "", request: RenderRequest | None = None,
@@ -313,15 +365,32 @@ class StudioService:
             request = self.build_request(state)
         final = self._admit(request)
         builder_state = state if state is not None else _safe_state_from_request(final)
-        job_id = self.jobs.enqueue(final, source=source, owner=owner, engine=self.engine.label, builder=builder_state)
+        with self._admit_lock:  # count and enqueue together: concurrent clients cannot overshoot the limits
+            self._check_limits(owner)
+            job_id = self.jobs.enqueue(final, source=source, owner=owner, engine=self.engine.label,
+                                       builder=builder_state)
         self.worker.wake()
         return self.jobs.get(job_id)  # type: ignore[return-value]
 
-    def submit_batch(self, planned: list[Any], batch_id: str) -> list[int]:
-        """Queue a batch's planned jobs (all or nothing) through the same checks as a single render."""
-        finals = [self._admit(p.request) for p in planned]
+    def _check_limits(self, owner: str) -> None:
+        waiting = [j for j in self.pending() if not j.batch_id]
+        if len(waiting) >= self.limits.total:
+            raise QueueFull(f"The render queue is full ({len(waiting)} renders waiting or running, the limit is "
+                            f"{self.limits.total}); nothing was queued. What to do: try again when some have finished.")
+        mine = sum(1 for j in waiting if limit_key(j.owner) == limit_key(owner))
+        if mine >= self.limits.per_client:
+            raise QueueFull(f"The render queue is full for you: {mine} of your renders are waiting or running (the "
+                            f"limit per client is {self.limits.per_client}); nothing was queued. What to do: wait "
+                            "for one to finish or cancel one.")
+
+    def submit_batch(self, planned: list[Any], batch_id: str, engine: str | None = None) -> list[int]:
+        """Queue a batch's planned jobs (all or nothing) through the same checks as a single render.
+
+        `engine` "cluster:ADDRESS" reserves them for a render farm (the Batch tab's "Run on cluster")."""
+        seen: set[tuple[Any, ...]] = set()
+        finals = [self._admit(p.request, self.batch_boundary, seen) for p in planned]
         ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
-                                     source="batch", engine=self.engine.label)
+                                     source="batch", engine=engine or self.engine.label)
         self.worker.wake()
         return ids
 
@@ -379,6 +448,21 @@ class StudioService:
                 last = v
             if job is None or job.finished:
                 return
+
+    async def follow_async(self, job_id: int, interval: float = 0.25):
+        """`follow` for async handlers: waits on the event loop instead of holding a worker thread."""
+        import asyncio
+
+        last = None
+        while True:
+            job = self.jobs.get(job_id)
+            v = self.view(job_id)
+            if v != last:
+                yield v
+                last = v
+            if job is None or job.finished:
+                return
+            await asyncio.sleep(interval)
 
     def render_blocking(self, request: RenderRequest, timeout: float | None = None, owner: str = "api") -> Job:
         job = self.submit(None, owner=owner, request=request, source="api")

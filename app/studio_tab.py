@@ -33,6 +33,7 @@ from app import builder as B
 from app import handlers as H
 from app import queue_view as Q
 from app.restore import RestoreError, state_from_media
+from app.rewrite_panel import RewritePanel, build_rewrite_panel
 from app.service import VOICE_EXTS, StudioError, StudioService
 from app.studio_rows import BuilderRows
 
@@ -61,6 +62,7 @@ class StudioTab:
     recompile: dict[str, Any] = field(default_factory=dict)
     saved: Any = None  # gr.BrowserState holding the autosave record
     render_event: Any = None
+    rewrite: RewritePanel | None = None  # the Rewrite box under the prompt (wired by app.layout)
     on_load_reset: list[tuple[Any, Any]] = field(default_factory=list)  # (component, value) other tabs clear
 
     @property
@@ -122,7 +124,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     rev = gr.State(0)
     rows = BuilderRows(service, beats, cast)
     saved = gr.BrowserState(None, storage_key="nava-studio-project")
-    # this browser's id (localStorage): its jobs are the store's jobs with this owner, so two quick
+    # this browser's id (localStorage): its jobs are those whose owner ends in "#" + this id, so two quick
     # clicks cannot overwrite each other's record and a reloaded page finds its running job again
     client = gr.BrowserState("", storage_key="nava-studio-client")
     seen = gr.State({})  # what this page shows: {"result": job id, "panel": html, "queue": html, "preview": step}
@@ -187,7 +189,8 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                         form[f"audio.{k}"] = gr.Textbox(label=k.capitalize(), value=init_values[f"audio.{k}"])
                 lint_boxes["audio"] = gr.HTML()
             with gr.Accordion("First frame (image to video)", open=False, elem_id="image-box") as image_box:
-                form["image"] = gr.Image(type="filepath", label="Optional first-frame image", height=200)
+                form["image"] = CheckedImage(type="filepath", label="Optional first-frame image", height=200,
+                                             elem_id="first-image")
                 image_note = gr.Markdown("Adding an image switches to image + audio + video and proposes "
                                          "the aspect bucket that matches it.")
         with gr.Column(scale=2):
@@ -195,10 +198,16 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                                                 value=False, elem_id="prompt-manual")
             form["prompt_text"] = gr.Textbox(label="Prompt NAVA will see (compiled live)", lines=8, max_lines=20,
                                              elem_id="prompt-text")
-            lint_boxes["prompt"] = gr.HTML()
+            lint_boxes["prompt"] = gr.HTML(elem_id="prompt-lint")
+            form["truncate_prompt"] = gr.Checkbox(label=B.TRUNCATE_LABEL, value=bool(init_values.get("truncate_prompt")),
+                                                  elem_id="truncate-prompt",
+                                                  info="Over 512 umT5 tokens the release cuts the prompt (and any line "
+                                                       "past the cut); unticked, the studio refuses it")
+            rewrite_panel = build_rewrite_panel()
             with gr.Row():
-                form["bucket"] = gr.Radio([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
-                                          value=init_values["bucket"], label="Aspect bucket")
+                form["bucket"] = gr.Dropdown([(f"{b.name} {b.label}", b.name) for b in BUCKETS],
+                                             value=init_values["bucket"], label="Aspect bucket", elem_id="bucket",
+                                             info="The release's 13 sizes at its 960 level; an image proposes its nearest")
             with gr.Row():
                 form["seconds"] = gr.Number(value=init_values["seconds"], label="Duration (s)", elem_id="seconds",
                                             minimum=0.5, maximum=40.96, step=0.5)
@@ -218,6 +227,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                 for k in B.GUIDANCE_FIELDS:
                     form[f"guidance.{k}"] = gr.Slider(0, 20, value=init_values[f"guidance.{k}"], step=0.1,
                                                       label=f"{k.replace('_', ' ')}", info=B.GUIDANCE_HELP[k])
+                guidance_form = gr.Markdown(elem_id="guidance-form")
                 reset_g = gr.Button("Reset to release defaults", size="sm")
             estimate = gr.Markdown()
             live = gr.Checkbox(value=service.engine.preview_every > 0, label="Live preview while rendering",
@@ -247,7 +257,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
                            elem_id="nava-preview", height=130, show_label=True)
     timer = gr.Timer(TICK_S)
 
-    tab = StudioTab(form, beats, cast, rev, estimate, rows, preset, loaded, saved=saved)
+    tab = StudioTab(form, beats, cast, rev, estimate, rows, preset, loaded, saved=saved, rewrite=rewrite_panel)
     tab.sections = {"load_btn": load_preset_btn, "import": import_file, "restore": restore_drop, "camera": camera_box, "image": image_box, "result_video": result_video,
                     "result_audio": result_audio, "result_picture": result_picture, "result_files": result_files,
                     "progress": progress_html, "preview": preview}
@@ -255,7 +265,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     # ---------------- builder: one compile, always the last one, and the autosave ----------------
     compile_outputs = [form["prompt_text"], *(lint_boxes[g] for g in H.LINT_GROUPS), duration_note, binding, estimate,
-                       saved]
+                       guidance_form, saved]
 
     def _recompile(*v: Any) -> list[Any]:
         outs = H.compile_outputs(service, list(v[:-1]))
@@ -280,6 +290,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     rows.wire(recompile, add_line, add_action, add_speaker)
     form["prompt_text"].input(lambda t: gr.update(value=True), form["prompt_text"], form["prompt_manual"],
                               api_visibility="private").then(**recompile)
+    form["prompt_text"].blur(**recompile)  # re-lint a hand-edited prompt (its .change would loop)
     def _mode(mode: str):
         vis = H.mode_visibility(mode)
         g = H.reset_guidance(mode)
@@ -329,12 +340,15 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
     export_btn.click(_export, all_inputs, bundle_file, api_visibility="private")
 
     # ---------------- render, the queue and the job this browser follows ----------------
-    def _submit(*args: Any):
-        *vals, me, shown = args
-        shown = dict(shown or {})
+    def _submit(data: dict[Any, Any], request: gr.Request):
+        # inputs given as a set arrive as one dict, which leaves room for the gr.Request argument: the
+        # job counts against the server's id of this client (queue limits), then this browser's id
+        from app.api import client_id
+
+        me, shown = str(data[client] or ""), dict(data[seen] or {})
         try:
-            state = H.state_of(list(vals))
-            job_id = _submit_job(service, state, str(me or "") or "studio")
+            state = H.state_of([data[c] for c in all_inputs])
+            job_id = _submit_job(service, state, f"{client_id(request)}#{me}")
         except StudioError as e:
             gr.Warning(str(e))
             html = _failed_panel(str(e))
@@ -344,7 +358,7 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
         shown["hold"] = False
         return _queued_panel(service, job_id), shown
 
-    tab.render_event = render_btn.click(_submit, [*all_inputs, client, seen], [progress_html, seen],
+    tab.render_event = render_btn.click(_submit, {*all_inputs, client, seen}, [progress_html, seen],
                                         trigger_mode="multiple",
                                         concurrency_limit=None, api_visibility="private", show_progress="hidden")
     demo.load(lambda c: c or uuid.uuid4().hex, client, client, api_visibility="private")
@@ -358,14 +372,14 @@ def build_studio_tab(service: StudioService, demo: gr.Blocks) -> StudioTab:
 
     def _cancel_one(text: str, me: str) -> None:
         job = _job(service, (text or "").split(":")[0])
-        if job is not None and me and job.owner == me:
+        if job is not None and _is_mine(job.owner, me):
             gr.Info(_cancel_job(service, str(job.id)) or f"Render #{job.id} has already finished.")
 
     # a script-set value fires .change (Gradio 6 fires a Textbox's .input from key events only)
     cancel_box.change(_cancel_one, [cancel_box, client], None, api_visibility="private")
 
     def _cancel_mine(me: str) -> None:
-        n = sum(bool(_cancel_job(service, str(j.id))) for j in service.pending() if me and j.owner == me)
+        n = sum(bool(_cancel_job(service, str(j.id))) for j in service.pending() if _is_mine(j.owner, me))
         gr.Info("Cancelling: a running render stops at its next step." if n else "Nothing to cancel.")
 
     cancel_btn.click(_cancel_mine, client, None, api_visibility="private", queue=False)
@@ -445,6 +459,11 @@ def wire_loads(tab: StudioTab, service: StudioService, demo: gr.Blocks) -> None:
 # ---- the job store, as the Studio tab sees it ------------------------------------------------------
 
 
+def _is_mine(owner: str | None, me: str) -> bool:
+    """Whether a job was queued from this browser ('CLIENT#BROWSER', see `app.service.limit_key`)."""
+    return bool(me) and (owner or "").partition("#")[2] == me
+
+
 def _submit_job(service: StudioService, state: dict[str, Any], owner: str) -> str:
     job = service.submit(state, owner=owner)
     return str(job.id)
@@ -475,7 +494,7 @@ def _mine(service: StudioService, me: str) -> list[Any]:
     """This browser's recent jobs, oldest first."""
     if not me:
         return []
-    return [j for j in reversed(service.jobs.list(newest_first=True, limit=200)) if j.owner == me][-MAX_KEPT_JOBS:]
+    return [j for j in reversed(service.jobs.list(newest_first=True, limit=200)) if _is_mine(j.owner, me)][-MAX_KEPT_JOBS:]
 
 
 def _queue_rows(service: StudioService, mine: list[Any]) -> list[Q.QueueRow]:
@@ -545,3 +564,22 @@ def _follow(service: StudioService, me: str, seen: dict[str, Any]) -> list[Any]:
         else:  # a failed or cancelled render leaves no older result on screen to be mistaken for it
             players = [gr.update(value=None), gr.update(value=None), gr.update(value=None), None]
     return [out_queue, out_panel, out_preview, *players, seen]
+
+
+class CheckedImage(gr.Image):
+    """The first-frame image input, handing the uploaded file to the studio's own checks untouched.
+
+    gr.Image opens (and may convert) an upload with PIL before the handler runs, so a 0-byte file, a
+    WAV named .png or a decompression bomb failed inside Gradio with a blank error; the studio's
+    check reads the header (pixel count) first and says what is wrong.
+    """
+
+    @classmethod
+    def get_block_name(cls) -> str:
+        return "image"  # the page draws it with Gradio's own image component
+
+    def preprocess(self, payload: Any) -> Any:
+        path = getattr(payload, "path", None)
+        if self.type == "filepath" and path and not str(getattr(payload, "url", "") or "").startswith("data:"):
+            return str(path)
+        return super().preprocess(payload)

@@ -119,6 +119,9 @@ class BatchDefinition:
         except json.JSONDecodeError as e:
             raise BatchError("batch definition", f"it is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
                              "fix the JSON syntax") from None
+        except RecursionError:
+            raise BatchError("batch definition", "its JSON is nested too deeply",
+                             "write items and requests as plain objects") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -193,7 +193,9 @@ class EventLog:
 
 
 def _err(msg: str) -> None:
-    print(f"nava-render: {msg}", file=sys.stderr)
+    """One `nava-render: ...` line; text from the user (a title with a lone surrogate) is escaped, not fatal."""
+    line = f"nava-render: {msg}".encode("utf-8", "backslashreplace").decode("utf-8")
+    print(line, file=sys.stderr)
 
 
 @dataclass
@@ -221,10 +223,25 @@ class _Interrupt:
 
 def run_batch_cli(args: argparse.Namespace) -> int:
     """`nava-render batch FILE`: 0 all done, 1 some failed (listed), 2 invalid batch, 3 weights failed."""
-    from nava_core.jobs import JobQueue, Worker
+    from nava_core.jobs import JobQueue
+    from nava_core.outdir import OutputFolderError, as_output_error, check_output_dir
 
     out = Path(args.out)
+    if getattr(args, "cluster", None):  # a farm that cannot run is refused before the queue is touched
+        from nava_core.cluster import ClusterError
+        from nava_core.cluster.cli import cluster_config
+
+        try:
+            cluster_config(args)
+        except ClusterError as e:
+            _err(str(e))
+            return 2
     tiny = str(args.weights) == "tiny" or _is_tiny_folder(args.weights)
+    try:
+        check_output_dir(out, create=False)  # nothing written yet: a refused batch leaves no trace
+    except OutputFolderError as e:
+        _err(str(e))
+        return 3
     try:
         plan = plan_batch(args.batch_file, flag_overrides(args), out, tiny=tiny)
     except (InputError, RequestError) as e:
@@ -237,70 +254,103 @@ def run_batch_cli(args: argparse.Namespace) -> int:
     print(f"batch {plan.definition.name!r}: {n} job{'s' if n != 1 else ''}, estimated {fmt_seconds(plan.estimate_s)}"
           f"{' (tiny engine, rough)' if tiny else ''}", file=sys.stderr)
 
-    queue = JobQueue(out / QUEUE_FILE)
-    events = EventLog(out / EVENT_LOG)
     try:
-        existing = queue.list(batch_id=plan.batch_id)
-        if existing:
-            retry = [j.id for j in existing if j.state in ("failed", "cancelled")]
-            for jid in retry:
-                queue.requeue(jid)
-            done = sum(j.state == "done" for j in existing)
-            print(f"resuming: {done}/{len(existing)} already done"
-                  + (f", retrying {len(retry)} failed/cancelled" if retry else ""), file=sys.stderr)
-        else:
-            queue.enqueue_many(plan.jobs, batch_id=plan.batch_id)
-        pipe: list[Any] = []  # loaded below, only when there is work: the worker renders through it
-        lines: dict[int, tuple[JobLine, float]] = {}
-        worker = Worker(queue, lambda req, tmp, prog, cancel: make_render_fn(pipe[0])(req, tmp, prog, cancel), out,
-                        on_progress=lambda ev: lines[worker.current][0](ev) if worker.current in lines else None)
-        report = worker.recovered
-        if report.changed:
-            print(f"recovered after a crash: {len(report.requeued)} re-queued, {len(report.adopted)} finished "
-                  f"renders adopted, {len(report.failed)} failed (retry limit)", file=sys.stderr)
-        others = sum(1 for j in queue.list(states=("queued",)) if j.batch_id != plan.batch_id)
-        if others:
-            print(f"note: {others} job(s) of other batches are queued in {out / QUEUE_FILE} and run too",
-                  file=sys.stderr)
-        if not queue.list(states=("queued",)):
-            return _finish(queue, plan)
-
-        from nava_core.pipeline import NAVAPipeline
-
-        try:
-            pipe.append(NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None)))
-        except (FileNotFoundError, ValueError, OSError) as e:
-            _err(f"cannot load weights: {e}")
-            return 3
-        order = {j.id: i for i, j in enumerate(queue.list(batch_id=plan.batch_id), 1)}
-        durations: list[float] = []
-
-        def on_start(job: Any) -> None:
-            idx = order.get(job.id)
-            line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
-            lines[job.id] = (line, time.perf_counter())
-            events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
-
-        def on_end(job: Any, state: str) -> None:
-            line, t0 = lines.pop(job.id)
-            dt = time.perf_counter() - t0
-            final = queue.get(job.id)
-            events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
-            if state == "done":
-                durations.append(dt)
-                left = len(queue.list(states=("queued",)))
-                eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
-                line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
-            else:
-                line.end(f"{state}: {final.error if final else ''}")
-
-        with _Interrupt(worker):
-            worker.run(stop_when_empty=True, on_start=on_start, on_end=on_end)
-        if worker.stopping:
-            _err(f"stopped; re-run the same command to resume ({len(queue.list(states=('queued',)))} job(s) queued)")
-        return _finish(queue, plan)
+        check_output_dir(out)
+        queue = JobQueue(out / QUEUE_FILE)
+    except (OutputFolderError, OSError) as e:
+        _err(str(as_output_error(e, out)))
+        return 3
+    except Exception as e:  # noqa: BLE001 - sqlite cannot open the queue file (e.g. a folder in its place)
+        _err(f"the queue file {out / QUEUE_FILE} cannot be opened ({e}); choose another --out folder")
+        return 3
+    try:
+        return _run_queue(args, queue, plan, out, n)
+    except OutputFolderError as e:  # the running job went back to "queued"; a re-run resumes it
+        _err(f"{e}; the interrupted job is queued again, re-run the same command to resume")
+        return 3
+    except OSError as e:
+        _err(f"{as_output_error(e, out)}; re-run the same command to resume")
+        return 3
     finally:
         queue.close()
+
+
+def _run_queue(args: argparse.Namespace, queue: Any, plan: BatchPlan, out: Path, n: int) -> int:
+    from nava_core.jobs import Worker
+    from nava_core.outdir import as_output_error
+
+    events = EventLog(out / EVENT_LOG)
+    existing = queue.list(batch_id=plan.batch_id)
+    if existing:
+        retry = [j.id for j in existing if j.state in ("failed", "cancelled")]
+        for jid in retry:
+            queue.requeue(jid)
+        done = sum(j.state == "done" for j in existing)
+        print(f"resuming: {done}/{len(existing)} already done"
+              + (f", retrying {len(retry)} failed/cancelled" if retry else ""), file=sys.stderr)
+    else:
+        queue.enqueue_many(plan.jobs, batch_id=plan.batch_id)
+    pipe: list[Any] = []  # loaded below, only when there is work: the worker renders through it
+    lines: dict[int, tuple[JobLine, float]] = {}
+    worker = Worker(queue, lambda req, tmp, prog, cancel: make_render_fn(pipe[0])(req, tmp, prog, cancel), out,
+                    on_progress=lambda ev: lines[worker.current][0](ev) if worker.current in lines else None,
+                    requeue_on_output_error=True)
+    report = worker.recovered
+    if report.changed:
+        print(f"recovered after a crash: {len(report.requeued)} re-queued, {len(report.adopted)} finished "
+              f"renders adopted, {len(report.failed)} failed (retry limit)", file=sys.stderr)
+    others = sum(1 for j in queue.list(states=("queued",)) if j.batch_id != plan.batch_id)
+    if others:
+        print(f"note: {others} job(s) of other batches are queued in {out / QUEUE_FILE} and run too",
+              file=sys.stderr)
+    if not queue.list(states=("queued",)):
+        return _finish(queue, plan)
+    if getattr(args, "cluster", None):
+        from nava_core.cluster.cli import StopHandle, run_on_cluster
+
+        stop = StopHandle()
+        with _Interrupt(stop):
+            code = run_on_cluster(args, queue, out, events, stop.token)
+        return code or _finish(queue, plan)
+
+    from nava_core.pipeline import NAVAPipeline
+
+    try:
+        pipe.append(NAVAPipeline.from_pretrained(args.weights, device=getattr(args, "device", None)))
+    except (FileNotFoundError, ValueError, OSError) as e:
+        _err(f"cannot load weights: {e}")
+        return 3
+    order = {j.id: i for i, j in enumerate(queue.list(batch_id=plan.batch_id), 1)}
+    durations: list[float] = []
+
+    def on_start(job: Any) -> None:
+        idx = order.get(job.id)
+        line = JobLine(sys.stderr, idx or 0, n if idx else 0, job.label or f"job {job.id}", args.quiet)
+        lines[job.id] = (line, time.perf_counter())
+        try:
+            events.write(event="start", job=job.id, attempt=job.attempts, label=job.label)
+        except OSError as e:  # the log cannot be written: the output folder's problem, not the job's
+            queue.release(job.id, str(as_output_error(e, out)))
+            raise as_output_error(e, out) from e
+
+    def on_end(job: Any, state: str) -> None:
+        line, t0 = lines.pop(job.id)
+        dt = time.perf_counter() - t0
+        final = queue.get(job.id)
+        events.write(event=state, job=job.id, folder=(final.final_dir if final else None))
+        if state == "done":
+            durations.append(dt)
+            left = len(queue.list(states=("queued",)))
+            eta = f", ~{fmt_seconds(left * sum(durations) / len(durations))} left" if left else ""
+            line.end(f"done in {dt:.1f} s -> {final.final_dir if final else '?'}{eta}")
+        else:
+            line.end(f"{state}: {final.error if final else ''}")
+
+    with _Interrupt(worker):
+        worker.run(stop_when_empty=True, on_start=on_start, on_end=on_end)
+    if worker.stopping:
+        _err(f"stopped; re-run the same command to resume ({len(queue.list(states=('queued',)))} job(s) queued)")
+    return _finish(queue, plan)
 
 
 def _finish(queue: Any, plan: BatchPlan) -> int:

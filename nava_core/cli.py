@@ -45,6 +45,8 @@ def requests_from_file(path: Path, overrides: dict[str, Any]) -> list[RenderRequ
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise InputFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except RecursionError:
+            raise InputFileError(f"{path}: the JSON is nested too deeply; a render request is a flat object") from None
         items = data if isinstance(data, list) else [data]
         if not all(isinstance(d, dict) for d in items):
             raise InputFileError(f"{path}: expected a render request object (or a list of them)")
@@ -117,8 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, metavar="N",
                    help=f"GPUs for Ulysses sequence parallel, dividing the attention heads "
                         f"({', '.join(map(str, valid_gpu_counts()))})")
+    p.add_argument("--refuse-long-prompts", action="store_true",
+                   help="refuse prompts over 512 umT5 tokens (default: truncate as the release does, with a warning)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from nava_core.cluster.cli import add_cluster_args  # torch- and Ray-free
+
+    add_cluster_args(p)
+    p.add_argument("--rewrite", action="store_true", help="rewrite each prompt with an LLM first (spoken lines are "
+                   "kept byte-for-byte; a prompt whose rewrite fails is rendered as written); see --rewrite-* below")
+    p.add_argument("--rewrite-concurrency", type=int, default=4, help="rewrite requests in flight (default 4)")
+    from nava_core.rewriting import add_rewrite_arguments
+
+    add_rewrite_arguments(p, prefix="rewrite-")
     return p
 
 
@@ -146,16 +159,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = {k: v for k, v in scales.items() if v is not None}
     if given:
         o[GUIDANCE_OVERRIDES] = given
+    o[TRUNCATE_DEFAULT] = not getattr(args, "refuse_long_prompts", False)
     return o
 
 
 GUIDANCE_OVERRIDES = "_guidance_overrides"
+TRUNCATE_DEFAULT = "_truncate_prompt_default"  # the CLI truncates over-long prompts as the release does
 
 
 def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Command-line flags over a request's fields; guidance flags change only the scales they name."""
     scales = overrides.get(GUIDANCE_OVERRIDES)
-    merged = {**data, **{k: v for k, v in overrides.items() if k != GUIDANCE_OVERRIDES}}
+    merged = {**data, **{k: v for k, v in overrides.items() if k not in (GUIDANCE_OVERRIDES, TRUNCATE_DEFAULT)}}
+    if TRUNCATE_DEFAULT in overrides and "truncate_prompt" not in data:
+        merged["truncate_prompt"] = overrides[TRUNCATE_DEFAULT]
     if merged.get("mode") == "audio" and "guidance" not in data:
         merged["guidance"] = dataclasses.asdict(GuidanceScales.audio_only())
     if scales:
@@ -188,18 +205,43 @@ class _TerminalProgress:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `nava-render` console script; returns the exit status (2: bad input, 3: weights, 1: a render failed)."""
+    """The `nava-render` console script; returns the exit status (2: bad input, 3: weights or the output
+    folder (not a folder, not writable, disk full), 1: a render failed)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.input == "batch":
+            if args.rewrite:
+                raise InputFileError("--rewrite works on a request .json or a .jsonl; for a batch, rewrite its "
+                                     "prompts first with nava-rewrite")
             if not args.batch_file:
                 raise InputFileError("'batch' needs a batch definition file: nava-render batch FILE")
             return _run_batch(args)
+        if args.cluster:
+            raise InputFileError("--cluster runs batches: nava-render batch FILE --cluster ADDRESS")
         requests = requests_from_file(Path(args.input), _overrides(args))
     except (InputFileError, RequestError, ValueError) as e:
         print(f"nava-render: {e}", file=sys.stderr)
         return 2
+    from nava_core.outdir import OutputFolderError, as_output_error, check_output_dir, is_output_error
+
+    try:  # before the weights load: a mistyped --out must not cost a model load
+        check_output_dir(args.out)
+    except OutputFolderError as e:
+        print(f"nava-render: {e}", file=sys.stderr)
+        return 3
+    if args.rewrite:
+        from nava_core.rewriting import config_from_args, rewrite_requests
+        from prompt_builder.rewrite import RewriteError
+
+        try:
+            requests = rewrite_requests(requests, config_from_args(args, prefix="rewrite-"),
+                                        concurrency=args.rewrite_concurrency,
+                                        report=lambda m: print(f"nava-render: rewrite {m}", file=sys.stderr))
+        except RewriteError as e:
+            print(f"nava-render: cannot rewrite: {e}; run without --rewrite to render the prompts as written",
+                  file=sys.stderr)
+            return 2
     progress = _TerminalProgress(args.quiet)
     try:
         engine = _load_engine(args, progress)
@@ -215,10 +257,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"[{i}/{len(requests)}] {req.title or req.prompt[:60]}", file=sys.stderr)
             try:
                 outs = render_to_files(engine, req, args.out, progress=progress)
-            except (RequestError, ValueError, FileNotFoundError, RuntimeError) as e:
+            except Exception as e:  # noqa: BLE001 - the output folder's problems stop the run (exit 3)
+                if is_output_error(e, args.out):
+                    print(f"nava-render: {as_output_error(e, args.out)}", file=sys.stderr)
+                    return 3
+                if not isinstance(e, (RequestError, ValueError, FileNotFoundError, RuntimeError)):
+                    raise
                 failures += 1
                 print(f"nava-render: request {i} failed: {e}", file=sys.stderr)
                 continue
+            for warning in outs.warnings:
+                print(f"nava-render: warning: {warning}", file=sys.stderr)
             print(outs.mp4 or outs.wav)
     finally:
         if hasattr(engine, "close"):
@@ -228,18 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load_engine(args: argparse.Namespace, progress: ProgressCallback) -> Any:
     """One in-process pipeline, or a Ulysses worker group when `--gpus N` asks for more than one GPU."""
-    profile = args.memory_profile or "auto"
-    if args.gpus and args.gpus > 1:
-        from nava_core.workers import GroupConfig, WorkerGroup
+    from nava_core.workers import load_engine
 
-        group = WorkerGroup(GroupConfig(weights=args.weights, world_size=args.gpus, device=args.device or "auto",
-                                        precision=args.precision or "nava", memory_profile=profile))
-        group.start(wait=True)
-        return group
-    from nava_core.pipeline import NAVAPipeline
-
-    return NAVAPipeline.from_pretrained(args.weights, device=args.device, progress=progress,
-                                        precision=args.precision or "nava", memory_profile=profile)
+    return load_engine(args.weights, device=args.device, precision=args.precision, memory_profile=args.memory_profile,
+                       gpus=args.gpus, progress=progress)
 
 
 def _run_batch(args: argparse.Namespace) -> int:

@@ -160,25 +160,61 @@ class Resolution:
         return cls(w, h)
 
 
-BUCKETS: tuple[Resolution, ...] = (
-    Resolution(1280, 704, "landscape"),
-    Resolution(704, 1280, "portrait"),
-    Resolution(960, 960, "square"),
+# The release CLI's image-to-video buckets at its "960" level (NAVA_SPEC.md 5): aspect (short:long)
+# and size (short x long side); every size exists in both orientations (square once).
+RELEASE_ASPECTS: tuple[tuple[int, int], ...] = ((1, 1), (4, 5), (3, 4), (2, 3), (9, 16), (1, 2), (2, 5))
+RELEASE_960_SIZES: tuple[tuple[int, int], ...] = (
+    (960, 960), (864, 1056), (832, 1088), (736, 1184), (704, 1280), (672, 1344), (608, 1536),
 )
+# Tiny-engine preview sizes (short x long, multiples of 32) with the same aspects, CPU-fast token counts.
+_TINY_SIZES: tuple[tuple[int, int], ...] = ((128, 128), (128, 160), (96, 128), (64, 96), (96, 160), (96, 192), (64, 160))
 
 
-# Frame sizes used with the tiny (random-weight) engine: same aspect family, CPU-fast token counts.
+def _bucket_name(aspect: tuple[int, int], landscape: bool) -> str:
+    short, long = aspect
+    if short == long:
+        return "square"
+    if aspect == (9, 16):  # the release's recommended sizes keep their plain names
+        return "landscape" if landscape else "portrait"
+    return f"landscape {long}:{short}" if landscape else f"portrait {short}:{long}"
+
+
+def _oriented(short: int, long: int, landscape: bool) -> tuple[int, int]:
+    return (long, short) if landscape else (short, long)
+
+
+def _buckets(sizes: tuple[tuple[int, int], ...], suffix: str = "") -> tuple[Resolution, ...]:
+    out = []
+    for aspect, (short, long) in zip(RELEASE_ASPECTS, sizes):
+        for landscape in ((True,) if short == long else (True, False)):
+            out.append(Resolution(*_oriented(short, long, landscape), _bucket_name(aspect, landscape) + suffix))
+    # 16:9 first: the release's recommended text-to-video size (1280x704) is the default bucket.
+    out.sort(key=lambda r: (0 if r.name.split(" (")[0] in ("landscape", "portrait") else 1))
+    return tuple(out)
+
+
+BUCKETS: tuple[Resolution, ...] = _buckets(RELEASE_960_SIZES)
+
+
+# Frame sizes used with the tiny (random-weight) engine, keyed by bucket name: same aspects.
 TINY_PREVIEW_SIZES: dict[str, Resolution] = {
-    "landscape": Resolution(160, 96, "landscape (tiny preview)"),
-    "portrait": Resolution(96, 160, "portrait (tiny preview)"),
-    "square": Resolution(128, 128, "square (tiny preview)"),
+    r.name.removesuffix(" (tiny preview)"): r for r in _buckets(_TINY_SIZES, " (tiny preview)")
 }
 
 
 def nearest_bucket(width: int, height: int) -> Resolution:
-    """The release bucket whose aspect ratio is closest (in log space) to width/height."""
-    target = math.log(width / height)
-    return min(BUCKETS, key=lambda b: abs(math.log(b.aspect) - target))
+    """The release CLI's bucket for an image of width x height (NAVA_SPEC.md 5).
+
+    r = min(h/w, w/h) goes to the nearest of the 7 aspect ratios (thresholds at the midpoints; a tie
+    goes to the squarer one), oriented like the image (a square image: 960x960).
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size {width}x{height} must be positive")
+    r = min(height / width, width / height)
+    best = min(range(len(RELEASE_ASPECTS)), key=lambda i: (abs(r - RELEASE_ASPECTS[i][0] / RELEASE_ASPECTS[i][1]), i))
+    short, long = RELEASE_960_SIZES[best]
+    size = _oriented(short, long, landscape=width >= height)
+    return next(b for b in BUCKETS if (b.width, b.height) == size)
 
 
 # ---- time arithmetic -------------------------------------------------------------------------
@@ -255,7 +291,10 @@ def token_counts(resolution: Resolution, latent_frames: int, with_video: bool = 
 
 @dataclass(frozen=True)
 class GuidanceScales:
-    """The five guidance scales in the release's "c + g*(c - x)" form (0 switches a branch off)."""
+    """The five guidance scales (0 switches a branch off). How they combine depends on the stream
+    (NAVA_SPEC.md 5, `nava_core.guidance.combine`): anchored c + g*(c-x) terms when the stream has an
+    alignment or timbre term, classic u + g*(c-u) when it has none. Defaults are the release's
+    `nava.yaml` (audio+video); `audio_only()` is its `nava_seedtts.yaml`."""
 
     video: float = 3.0
     audio: float = 2.0
@@ -273,7 +312,7 @@ class GuidanceScales:
 
     @classmethod
     def audio_only(cls) -> "GuidanceScales":
-        """The release's text-to-audio settings: audio 2.0, no alignment branch, timbre 3.0."""
+        """The release's audio-only settings (`nava_seedtts.yaml`): audio 2.0, alignment off, timbre 3.0."""
         return cls(video=0.0, audio=2.0, video_align=0.0, audio_align=0.0, timbre=3.0)
 
 
@@ -296,6 +335,8 @@ __all__ = [
     "GuidanceScales",
     "TokenCounts",
     "nearest_bucket",
+    "RELEASE_ASPECTS",
+    "RELEASE_960_SIZES",
     "TINY_PREVIEW_SIZES",
     "valid_gpu_counts",
     "latent_frames_for_seconds",

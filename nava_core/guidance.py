@@ -1,9 +1,11 @@
 """Multi-branch guidance of NAVA_SPEC.md 5: which forwards a step needs, what each one feeds the
 model, how to run them (batched or one by one) and how their velocities combine.
 
-The release's "c + g*(c - x)" form is used throughout, so a scale of 0 removes its term exactly and
-a branch whose every active term is 0 (or whose modality is absent) is not run at all: each skipped
-branch saves a full backbone forward per step.
+The release combines each stream in one of two forms (NAVA_SPEC.md 5, "Combine"): anchored at the
+conditional, c + g*(c-u) + extra terms, when the stream has an extra guidance term (alignment and/or
+timbre), and the classic u + g*(c-u) when it has none (audio-only without a voice, audio+video with
+alignment off). A scale of 0 switches its term off, and a branch whose every term is off (or whose
+modality is absent) is not run at all: each skipped branch saves a full backbone forward per step.
 """
 
 from __future__ import annotations
@@ -96,30 +98,51 @@ def _term(
     return scale * (base - other)
 
 
-def combine(preds: dict[Branch, Pred], scales: GuidanceScales) -> tuple[Tensor | None, Tensor | None]:
-    """Guided (video, audio) velocities.
+def stream_form(scales: GuidanceScales, stream: Literal["video", "audio"], has_video: bool, has_audio: bool,
+                has_speakers: bool) -> Literal["anchored", "classic"]:
+    """Which combine form `stream` uses: "anchored" when it has an active extra guidance term
+    (alignment: both modalities present and a non-zero alignment scale; timbre: audio with voices and a
+    non-zero timbre scale), else "classic". Shared by `combine` and the UI's wording of the scales."""
+    if stream == "video":
+        extra = has_video and has_audio and scales.video_align > 0
+    else:
+        extra = (has_video and scales.audio_align > 0) or (has_speakers and scales.timbre > 0)
+    return "anchored" if extra else "classic"
 
-    video: c + g_v*(c-u) + g_va*(c-m);  audio: c + g_a*(c-u) + g_aa*(c-m) + g_t*(c-t).
-    Terms whose branch is absent from `preds` or whose scale is 0 are skipped; a modality that COND
-    did not predict comes back as None.
+
+def combine(preds: dict[Branch, Pred], scales: GuidanceScales) -> tuple[Tensor | None, Tensor | None]:
+    """Guided (video, audio) velocities, each stream in its form (NAVA_SPEC.md 5).
+
+    anchored (an extra term is active): video c + g_v*(c-u) + g_va*(c-m);
+        audio c + g_a*(c-u) [+ g_aa*(c-m)] [+ g_t*(c-t)]
+    classic (no extra term): u + g*(c-u).
+    Terms whose branch is absent from `preds` or whose scale is 0 are off; a stream whose every term
+    is off comes back as c (0 means "branch off", never "use the negative alone"). A modality that
+    COND did not predict comes back as None.
     """
     if Branch.COND not in preds:
         raise ValueError("combine needs the COND prediction")
     cond_v, cond_a = preds[Branch.COND]
     out: list[Tensor | None] = []
-    for idx, base, terms in (
-        (0, cond_v, ((Branch.NEG, scales.video), (Branch.NOALIGN, scales.video_align))),
-        (1, cond_a, ((Branch.NEG, scales.audio), (Branch.NOALIGN, scales.audio_align), (Branch.NOTIMBRE, scales.timbre))),
+    for idx, base, text_scale, extras in (
+        (0, cond_v, scales.video, ((Branch.NOALIGN, scales.video_align),)),
+        (1, cond_a, scales.audio, ((Branch.NOALIGN, scales.audio_align), (Branch.NOTIMBRE, scales.timbre))),
     ):
         if base is None:
             out.append(None)
             continue
         what = "video" if idx == 0 else "audio"
-        result = base
-        for branch, scale in terms:
-            term = _term(base, preds, branch, idx, float(scale), what)
-            if term is not None:
+        extra_terms = [t for b, g in extras if (t := _term(base, preds, b, idx, float(g), what)) is not None]
+        text_term = _term(base, preds, Branch.NEG, idx, float(text_scale), what)
+        if extra_terms:
+            result = base if text_term is None else base + text_term
+            for term in extra_terms:
                 result = result + term
+        elif text_term is None:
+            result = base
+        else:
+            uncond = preds[Branch.NEG][idx]
+            result = uncond + float(text_scale) * (base - uncond)
         out.append(result)
     return out[0], out[1]
 
@@ -192,6 +215,7 @@ __all__ = [
     "Pred",
     "branch_inputs",
     "plan_branches",
+    "stream_form",
     "combine",
     "batch_groups",
     "run_branches",

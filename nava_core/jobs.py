@@ -84,6 +84,9 @@ _V2_COLUMNS = (
     ("builder_json", "TEXT"),
 )
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+# `engine` of jobs reserved for a render farm (`nava_core.cluster`): the farm's driver claims them by id,
+# a plain `claim()` (the studio's worker) leaves them alone.
+CLUSTER_ENGINE_PREFIX = "cluster:"
 
 
 @dataclass(frozen=True)
@@ -333,11 +336,19 @@ class JobQueue:
 
     # ---- state changes --------------------------------------------------------------------------
 
-    def claim(self, worker_id: str | None = None) -> Job | None:
-        """Atomically take the oldest queued job and mark it running for this process."""
+    def claim(self, worker_id: str | None = None, job_id: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job (or job `job_id`, if still queued) and mark it running.
+
+        `job_id` lets a scheduler that places jobs itself (the Ray driver: warm actors, retries on
+        another actor) take a chosen job with the same atomicity; None if someone else took it.
+        """
         wid = worker_id or default_worker_id()
         with self._tx() as c:
-            row = c.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if job_id is None:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' AND engine NOT LIKE ? ORDER BY id LIMIT 1",
+                                (CLUSTER_ENGINE_PREFIX + "%",)).fetchone()
+            else:
+                row = c.execute("SELECT id FROM jobs WHERE state = 'queued' AND id = ?", (job_id,)).fetchone()
             if row is None:
                 return None
             c.execute(
@@ -346,6 +357,12 @@ class JobQueue:
                 (time.time(), os.getpid(), wid, row["id"]),
             )
             return _row_to_job(c.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def set_engine(self, batch_id: str, engine: str) -> int:
+        """Re-tag a batch's queued jobs: reserve them for a farm (`cluster:ADDRESS`) or hand them back."""
+        with self._tx() as c:
+            return c.execute("UPDATE jobs SET engine = ? WHERE batch_id = ? AND state = 'queued'",
+                             (engine, batch_id)).rowcount
 
     def set_paths(self, job_id: int, tmp_dir: str | None = None, final_dir: str | None = None) -> None:
         """Record where a running job's files are, *before* they are created (so recovery finds them)."""
@@ -426,6 +443,17 @@ class JobQueue:
                 return None
             c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         return _row_to_job(row)
+
+    def release(self, job_id: int, note: str = "") -> bool:
+        """Running -> queued without counting the attempt: the run stopped for a reason outside the job
+        (its output folder is full or gone), so it waits for the next run as if it had never started."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE jobs SET state = 'queued', error = ?, worker_pid = NULL, worker_id = NULL, tmp_dir = NULL,"
+                " final_dir = NULL, started_at = NULL, attempts = MAX(attempts - 1, 0) WHERE id = ? AND state = 'running'",
+                (note or None, job_id),
+            )
+            return cur.rowcount == 1
 
     def requeue(self, job_id: int) -> bool:
         """Put a failed or cancelled job back in line (a user's "retry"). Done jobs are never re-rendered."""
@@ -705,12 +733,30 @@ def run_one(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     poll_s: float = 0.25,
+    requeue_on_output_error: bool = False,
+    retry: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
 ) -> str:
-    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled)."""
+    """Render one claimed job to its final folder; returns its end state (done/failed/cancelled/queued).
+
+    With `requeue_on_output_error` a problem of the output folder itself (not a folder, not
+    writable, disk full) is not the job's fault: the job goes back to "queued" (its attempt not
+    counted) and OutputFolderError is raised for the caller to stop and report. With `retry`, a
+    render error puts the job back in line until it has been attempted `max_attempts` times (a
+    render farm: the error may be the machine's, not the job's).
+    """
+    from nava_core.outdir import as_output_error, is_output_error
+
     t0 = time.perf_counter()
     tmp, parent = job_dirs(out_root, job)
     queue.set_paths(job.id, tmp_dir=str(tmp))  # recorded before it exists: recovery can always clean it
-    tmp.mkdir(parents=True, exist_ok=False)
+    try:
+        tmp.mkdir(parents=True, exist_ok=False)
+    except OSError as e:
+        if requeue_on_output_error and is_output_error(e):
+            queue.release(job.id, str(as_output_error(e, out_root)))
+            raise as_output_error(e, out_root) from e
+        raise
     token = CancelToken()
     if cancel is not None and cancel.cancelled:
         token.cancel()
@@ -755,9 +801,13 @@ def run_one(
         return "cancelled"
     except Exception as e:  # a render error fails this job, not the runner
         shutil.rmtree(tmp, ignore_errors=True)
-        queue.mark_failed(job.id, str(e) if isinstance(e, RenderFailed) else f"{type(e).__name__}: {e}", retry=False)
-        log.exception("job %d failed", job.id)
-        return "failed"
+        if requeue_on_output_error and is_output_error(e, out_root):
+            queue.release(job.id, str(as_output_error(e, out_root)))
+            raise as_output_error(e, out_root) from e
+        reason = str(e) if isinstance(e, RenderFailed) else f"{type(e).__name__}: {e}"
+        state = queue.mark_failed(job.id, reason, retry=retry, max_attempts=max_attempts)
+        log.exception("job %d failed (attempt %d, now %s)", job.id, job.attempts, state)
+        return state or "failed"
     finally:
         stop.set()
         watcher.join()
@@ -819,7 +869,11 @@ class Worker:
 
     def __init__(self, queue: JobQueue, render_fn: RenderFn, out_root: str | os.PathLike[str],
                  on_change: Callable[[int], None] | None = None, poll_s: float = 0.25,
-                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, on_progress: ProgressCallback | None = None) -> None:
+                 max_attempts: int = DEFAULT_MAX_ATTEMPTS, on_progress: ProgressCallback | None = None,
+                 requeue_on_output_error: bool = False) -> None:
+        # requeue_on_output_error: a full or missing output folder puts the job back and stops the run
+        # (OutputFolderError), as the CLI wants; the studio's worker fails that job and carries on
+        self.requeue_on_output_error = requeue_on_output_error
         self.queue, self.render_fn, self.out_root = queue, render_fn, Path(out_root)
         self.out_root.mkdir(parents=True, exist_ok=True)
         self.on_change = on_change or (lambda job_id: None)
@@ -911,8 +965,15 @@ class Worker:
             if on_start is not None:
                 on_start(job)
             try:
-                state = run_one(self.queue, job, self.render_fn, self.out_root, self._progress, self._job_cancel)
+                state = run_one(self.queue, job, self.render_fn, self.out_root, self._progress, self._job_cancel,
+                                requeue_on_output_error=self.requeue_on_output_error)
             except Exception as e:  # noqa: BLE001 - e.g. the output folder cannot be made: fail this job only
+                from nava_core.outdir import OutputFolderError
+
+                if isinstance(e, OutputFolderError):  # the job is queued again; the caller stops and reports
+                    self.current, self.event, self._job_cancel = None, None, None
+                    self._changed(job.id)
+                    raise
                 log.exception("job %d could not run", job.id)
                 self.queue.mark_failed(job.id, f"{type(e).__name__}: {e}")
                 state = "failed"

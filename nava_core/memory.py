@@ -42,9 +42,9 @@ class OffloadedTextEncoder:
         self.execution_device = execution_device
         inner.model, self.hook = cpu_offload_with_hook(inner.model, execution_device=execution_device)
 
-    def encode(self, prompts: list[str]):
+    def encode(self, prompts: list[str], truncate: bool = False):
         try:
-            return self.inner.encode(prompts)
+            return self.inner.encode(prompts, truncate=truncate)
         finally:
             self.hook.offload()
 

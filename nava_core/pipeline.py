@@ -28,7 +28,7 @@ from diffusers import DiffusionPipeline
 from nava_core.config import NAVAConfig
 from nava_core.guidance import BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, StepTimer, null_progress
-from nava_core.request import RenderRequest, RequestError
+from nava_core.request import RenderRequest, RequestError, count_spans, voices_for_spans
 from nava_core.scheduler import make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -216,32 +216,32 @@ class NAVAPipeline(DiffusionPipeline):
 
     def encode_conditions(self, request: RenderRequest) -> Conditions:
         """Text, negative prompt, speaker embeddings bound to spans in order, first-frame latent."""
-        enc = self.text_encoder.encode([request.prompt])
+        enc = self.text_encoder.encode([request.prompt], truncate=request.truncate_prompt)
         context = enc.context[0]
         positions = list(enc.speaker_positions[0])
         negative = self._negative_context(request)
         warnings: list[str] = []
-        wavs = [w or None for w in request.speaker_wavs]
-        if len(wavs) > len(positions):
-            raise RequestError(
-                f"{len(wavs)} reference voices were given but the prompt has {len(positions)} <S>...<E> "
-                "span(s); give one voice per span (in order of appearance), or leave extra slots empty"
-            )
+        if enc.truncated and enc.truncated[0] is not None:
+            warnings.append(enc.truncated[0].truncation_warning())
+            logger.warning(warnings[-1])
+        spans = count_spans(request.prompt)
+        wavs = voices_for_spans(request.speaker_wavs, spans)
+        extra = len(request.speaker_wavs) - spans
+        if wavs and extra > 0 and len(request.speaker_wavs) > 1:
+            warnings.append(f"{extra} reference voice(s) beyond the prompt's {spans} span(s) are not used")
+        if len(positions) < len(wavs):  # spans cut off by a truncated prompt take their voices with them
+            wavs = wavs[: len(positions)]
         embeddings: torch.Tensor | None = None
         if any(wavs):
-            if len(wavs) < len(positions):
-                warnings.append(
-                    f"{len(positions) - len(wavs)} span(s) have no reference voice; NAVA picks a voice for them"
-                )
             rows = [self._speaker_embedding(w) if w else torch.zeros(192) for w in wavs]
-            rows += [torch.zeros(192)] * (len(positions) - len(wavs))
+            rows += [torch.zeros(192)] * (len(positions) - len(rows))  # a literal marker in the text: null voice
             embeddings = torch.stack(rows).to(self.device, torch.float32)
         first = None
         if request.mode == "image_audio_video":
             from PIL import Image
 
             with Image.open(request.image) as im:
-                first = self.vae.encode_image(im.convert("RGB"), request.resolution).to(self.device, torch.float32)
+                first = self.vae.encode_image(im.convert("RGB"), request.resolution, request.precision).to(self.device, torch.float32)
         return Conditions(context, negative, positions, embeddings, first, warnings)
 
     def _negative_context(self, request: RenderRequest) -> torch.Tensor:
@@ -392,7 +392,7 @@ class NAVAPipeline(DiffusionPipeline):
         frames = None
         if video is not None:
             progress(ProgressEvent("decoding_video"))
-            decoded = self.vae.decode(video, tiled=request.tiled_vae)
+            decoded = self.vae.decode(video, tiled=request.tiled_vae, precision=request.precision)
             frames = to_uint8_frames(decoded)
         progress(ProgressEvent("decoding_audio"))
         wave = self.audio_vae.decode(audio, sample_rate=request.audio_sample_rate)

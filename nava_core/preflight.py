@@ -32,4 +32,12 @@ def lint_problems(request: RenderRequest) -> list[str]:
     if not request.prompt.strip():
         return ["prompt: it is empty (type a prompt, or let the builder compile one)"]
     return [f"{f.where}: {f.message}" + (f" ({f.fix})" if f.fix else "")
-            for f in lint_findings(request) if f.severity == "error"]
+            for f in lint_findings(request) if _blocks(f, request.truncate_prompt)]
+
+
+def _blocks(finding, truncate_prompt: bool) -> bool:
+    """An error blocks; an over-long prompt blocks unless the request chose the release's truncation
+    (the same rule as the studio's lint, app.builder._finding_dicts)."""
+    if getattr(finding, "code", "") == "too-long":
+        return not truncate_prompt
+    return finding.severity == "error"

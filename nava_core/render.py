@@ -103,7 +103,7 @@ def render_to_files(
             written.append(srt_path)
         sidecar = write_sidecar(stem.with_suffix(".json"), req_json)
     except BaseException:
-        for p in written:
+        for p in [*written, stem.with_suffix(".json")]:  # write_mp4 writes the sidecar too
             p.unlink(missing_ok=True)
         raise
     timings = dict(result.timings)

@@ -65,6 +65,7 @@ class RenderRequest:
     precision: Literal["nava", "fp32"] = "nava"
     audio_sample_rate: Literal[16000, 48000] = 16000
     tiled_vae: bool = False
+    truncate_prompt: bool = False  # over 512 tokens: False refuses the render, True cuts as the release
     memory_profile: str = "auto"
     gpus: int = 1
     project: dict[str, Any] | None = None  # the structured prompt_builder project it was compiled from
@@ -111,6 +112,8 @@ class RenderRequest:
                 Resolution(int(self.width), int(self.height))
             except (ValueError, TypeError) as e:
                 raise RequestError(str(e)) from None
+        if not isinstance(self.truncate_prompt, bool):
+            raise RequestError(f"truncate_prompt must be true or false; got {self.truncate_prompt!r}")
         if self.precision not in ("nava", "fp32"):
             raise RequestError(f"precision must be 'nava' or 'fp32'; got {self.precision!r}")
         if self.audio_sample_rate not in (16000, 48000):
@@ -200,6 +203,33 @@ class RenderRequest:
 
     def replace(self, **changes: Any) -> "RenderRequest":
         return replace(self, **changes)
+
+
+def count_spans(prompt: str) -> int:
+    """`<S>...<E>` spans as the model sees them: one speaker slot per `<S>` in the raw prompt (the
+    release marks them before cleaning the text, NAVA_SPEC.md 4)."""
+    return prompt.count("<S>")
+
+
+def voices_for_spans(speaker_wavs: tuple[str | None, ...] | list[str | None], spans: int) -> list[str | None]:
+    """One voice (or None) per span, by the release's rule (NAVA_SPEC.md 5, "Voices and spans").
+
+    No voice: []. One voice and several spans: that voice on every span. At least as many voices as
+    spans: the first `spans`. 2..spans-1 voices: the release crashes; refused here with what to do.
+    The studio always lists one entry per span (binding by speaker), so it meets the last two cases.
+    """
+    wavs = [w or None for w in speaker_wavs]
+    if not any(wavs) or spans == 0:
+        return []
+    if len(wavs) == 1:
+        return wavs * spans
+    if len(wavs) >= spans:
+        return wavs[:spans]
+    raise RequestError(
+        f"the prompt has {spans} <S>...<E> spans but {len(wavs)} reference voices were given; give one "
+        f"voice for every span (in order of appearance, empty for none), or a single voice to use it on "
+        f"all {spans} spans"
+    )
 
 
 def _finite_number(v: Any) -> bool:

@@ -7,7 +7,6 @@ judged by their content (magic bytes, then a real decode), never by their extens
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -19,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
+from nava_core.config import nearest_bucket
 from nava_core.request import MAX_SEED, RenderRequest, RequestError
+from nava_core.schema import MAX_REQUEST_CHARS, SchemaError, parse_json_text, validate_request
 
 MB = 1024 * 1024
 
@@ -155,13 +156,31 @@ def _check_wav_structure(p: Path, size: int, what: str) -> None:
     raise InputError(what, "the WAV file has no audio data chunk", "re-export it as a standard WAV")
 
 
+VOICE_MAX_SECONDS = 300.0  # longest voice file accepted, judged by its header before any decode
+VOICE_USED_SECONDS = 30.0  # the part of a voice the speaker encoder (and the preview) reads
+
+
+def declared_audio_seconds(container: Any, stream: Any) -> float | None:
+    """The duration an audio file's header declares (stream, else container), without decoding it."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1e6
+    return None
+
+
 def check_audio_file(
     path: str | os.PathLike[str],
     max_bytes: int = 50 * MB,
     max_seconds: float = 600.0,
     what: str = "audio file",
+    decode_seconds: float = VOICE_USED_SECONDS + 0.5,
 ) -> AudioCheck:
-    """Accept an audio upload only if its content is a supported format that really decodes."""
+    """Accept an audio upload only if its content is a supported format that really decodes.
+
+    The length is judged from the header first (a 272 KB FLAC can declare 3 hours), and at most
+    `decode_seconds` are decoded to prove the file is readable, so no file costs more than that.
+    """
     p, size, head = _open_checked(path, what, max_bytes)
     kind = sniff(head)
     if kind not in AUDIO_KINDS:
@@ -172,22 +191,25 @@ def check_audio_file(
     import av  # lazy: keeps `import nava_core.validation` light
 
     demuxer, desc = AUDIO_KINDS[kind]
+    declared = None
     try:
         with av.open(str(p), format=demuxer) as container:
             streams = container.streams.audio
             if not streams:
                 raise InputError(what, f"{p.name} ({desc}) has no audio stream", "upload a file that contains sound")
             stream = streams[0]
-            if container.duration is not None and container.duration / 1e6 > max_seconds + 1:
-                raise InputError(what, f"{p.name} is {container.duration / 1e6:.0f} s long, longer than the "
-                                 f"{max_seconds:.0f} s limit", "trim it to a shorter clip")
+            declared = declared_audio_seconds(container, stream)
+            if declared is not None and declared > max_seconds + 1:
+                raise InputError(what, f"{p.name} declares {declared:,.0f} s of audio, longer than the "
+                                 f"{max_seconds:.0f} s limit", f"trim it to a short clip (only the first "
+                                 f"{VOICE_USED_SECONDS:.0f} s of a voice are used)")
             samples, rate, channels = 0, stream.rate or 0, stream.channels or 0
+            limit = min(max_seconds, decode_seconds)
             for frame in container.decode(stream):
                 samples += frame.samples
                 rate = frame.sample_rate or rate
-                if rate and samples / rate > max_seconds:
-                    raise InputError(what, f"{p.name} is longer than the {max_seconds:.0f} s limit",
-                                     "trim it to a shorter clip")
+                if rate and samples / rate > limit:
+                    break
     except InputError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, UnicodeDecodeError) as e:
@@ -196,11 +218,15 @@ def check_audio_file(
     if samples == 0 or not rate:
         raise InputError(what, f"{p.name} ({desc}) decodes to no audio samples",
                          "upload the complete file; it may be damaged or cut off")
+    decoded_s = samples / rate
+    if decoded_s > max_seconds:
+        raise InputError(what, f"{p.name} is longer than the {max_seconds:.0f} s limit", "trim it to a shorter clip")
+    duration_s = max(decoded_s, declared) if declared is not None and decoded_s >= limit else decoded_s
     notes = []
     ext = p.suffix.lower().lstrip(".")
     if ext and ext not in (kind, "mp4" if kind == "m4a" else kind, "oga" if kind == "ogg" else kind):
         notes.append(f"{p.name} is named .{ext} but contains {desc}; it is read as {desc}")
-    return AudioCheck(p, kind, samples / rate, int(rate), int(channels), tuple(notes))
+    return AudioCheck(p, kind, duration_s, int(rate), int(channels), tuple(notes))
 
 
 # ---- images ---------------------------------------------------------------------------------
@@ -278,6 +304,9 @@ def check_text(text: Any, max_chars: int = 20_000, what: str = "prompt", allow_e
         if ch not in "\n\t" and unicodedata.category(ch) == "Cc":
             raise InputError(what, f"it contains the control character U+{ord(ch):04X} at position {i}",
                              "remove it (only newlines and tabs are allowed)")
+        if unicodedata.category(ch) == "Cs":
+            raise InputError(what, f"it contains a lone surrogate U+{ord(ch):04X} at position {i} (not valid Unicode)",
+                             "remove it or send the text as UTF-8")
     if not allow_empty and not text.strip():
         raise InputError(what, "it is empty", "write something (or load a preset)")
     return text
@@ -320,6 +349,7 @@ def check_request_dict(
     base_dir: str | os.PathLike[str] | None = None,
     check_files: bool = True,
     max_prompt_chars: int = 20_000,
+    boundary: "PathBoundary | None" = None,
 ) -> RenderRequest:
     """Turn API/JSON input into a RenderRequest, or refuse it with an InputError.
 
@@ -328,36 +358,69 @@ def check_request_dict(
     file checks.
     """
     what = "render request"
-    if isinstance(d, (bytes, bytearray)):
-        try:
-            d = d.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(what, "it is not UTF-8 text", "send JSON text") from None
-    if isinstance(d, str):
-        if len(d) > 4 * max_prompt_chars + 200_000:
-            raise InputError(what, f"the JSON is {len(d):,} characters long", "send a smaller request")
-        try:
-            d = json.loads(d)
-        except json.JSONDecodeError as e:
-            raise InputError(what, f"it is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})",
-                             "fix the JSON syntax") from None
-    if not isinstance(d, Mapping):
-        raise InputError(what, f"it must be a JSON object, got {type(d).__name__}",
-                         'send an object such as {"prompt": "..."}')
-    d = dict(d)
-    if "prompt" in d:
-        d["prompt"] = check_text(d["prompt"], max_prompt_chars, "prompt")
-    for key in ("negative_prompt", "title"):
-        if d.get(key) is not None:
-            d[key] = check_text(d[key], max_prompt_chars, key, allow_empty=True)
     try:
-        req = RenderRequest.from_dict(d)
-    except RequestError as e:
+        if isinstance(d, (str, bytes, bytearray)):
+            d = parse_json_text(d, what, MAX_REQUEST_CHARS)
+        if isinstance(d, Mapping):
+            d = dict(d)
+            if "prompt" in d and isinstance(d["prompt"], str):  # refused by name before anything else
+                d["prompt"] = check_text(d["prompt"], max_prompt_chars, "prompt")
+        req = validate_request(d)
+    except InputError:
+        raise
+    except (SchemaError, RequestError) as e:
         raise InputError(what, str(e)) from None
     except (TypeError, ValueError) as e:  # a type the request's own checks did not foresee
         raise InputError(what, f"malformed field ({e})", "check the field types against a saved request") from None
     if not check_files:
         return req
+    size_given = isinstance(d, Mapping) and ("width" in d or "height" in d)
+    return check_request_files(req, base_dir, boundary, size_given=size_given)
+
+
+@dataclass(frozen=True)
+class PathBoundary:
+    """The folders a server lets a request's voice and image paths point into (the data folder's uploads,
+    plus any the operator allows). Paths are judged after resolving `..` and symlinks, and a path outside
+    gets one and the same answer whether or not a file is there, so the server is no oracle of its files."""
+
+    roots: tuple[Path, ...]
+    start: Path | None = None  # where relative paths start (default: the first root)
+
+    @classmethod
+    def of(cls, *roots: str | os.PathLike[str], start: str | os.PathLike[str] | None = None) -> "PathBoundary":
+        # each root both as written and resolved, so a root reached through a link still matches
+        out: list[Path] = []
+        for r in roots:
+            for q in (Path(os.path.abspath(r)), Path(os.path.realpath(r))):
+                if q not in out:
+                    out.append(q)
+        return cls(tuple(out), Path(os.path.abspath(start)) if start is not None else None)
+
+    @property
+    def base(self) -> Path:
+        """Where relative paths start: the first root (the uploads folder) unless told, never the server's
+        working folder."""
+        return self.start or self.roots[0]
+
+    def resolve(self, path: str, what: str) -> Path:
+        """The path (normalised, links not followed: the file checks refuse links) if it and its target lie
+        inside a root; else the one refusal that says nothing about the file."""
+        p = Path(path)
+        lexical = Path(os.path.normpath(p if p.is_absolute() else self.base / p))
+        real = Path(os.path.realpath(lexical))
+        if not all(any(q == r or r in q.parents for r in self.roots) for q in (lexical, real)):
+            raise InputError(what, "this path is not a file uploaded to the studio",
+                             "upload the file through the studio's page (uploads are kept in its data folder) and "
+                             "use that path; the operator can allow another folder with --allow-path")
+        return lexical
+
+
+def check_request_files(req: RenderRequest, base_dir: str | os.PathLike[str] | None = None,
+                        boundary: PathBoundary | None = None, size_given: bool = True) -> RenderRequest:
+    """The voice and image files a request names: inside `boundary` (when given), then checked by content
+    with the length read from the header. Returns the request with resolved paths; an image-to-video
+    request whose input named no frame size (`size_given` False) takes the image's bucket."""
     base = Path(base_dir) if base_dir is not None else None
     changes: dict[str, Any] = {}
     voices = []
@@ -365,16 +428,21 @@ def check_request_dict(
         if not w:
             voices.append(w)
             continue
-        wp = _resolve(w, base)
-        check_audio_file(wp, what=f"voice reference {i + 1} ({Path(w).name})")
+        what = f"voice reference {i + 1}"
+        wp = boundary.resolve(w, what) if boundary is not None else _resolve(w, base)
+        check_audio_file(wp, max_seconds=VOICE_MAX_SECONDS, what=f"{what} ({Path(w).name})")
         voices.append(str(wp))
     if tuple(voices) != req.speaker_wavs:
         changes["speaker_wavs"] = tuple(voices)
     if req.image:
-        ip = _resolve(req.image, base)
-        check_image_file(ip)
+        ip = boundary.resolve(req.image, "first-frame image") if boundary is not None else _resolve(req.image, base)
+        image = check_image_file(ip)
         if str(ip) != req.image:
             changes["image"] = str(ip)
+        if req.mode == "image_audio_video" and not size_given:
+            # As the release CLI: without an explicit size the bucket comes from the image (NAVA_SPEC.md 5).
+            bucket = nearest_bucket(image.width, image.height)
+            changes.update(width=bucket.width, height=bucket.height)
     return req.replace(**changes) if changes else req
 
 
@@ -490,11 +558,16 @@ __all__ = [
     "BundleCheck",
     "sniff",
     "check_audio_file",
+    "declared_audio_seconds",
+    "VOICE_MAX_SECONDS",
+    "VOICE_USED_SECONDS",
     "check_image_file",
     "check_text",
     "check_number",
     "check_seed",
     "check_request_dict",
+    "check_request_files",
+    "PathBoundary",
     "check_zip_bundle",
     "extract_zip_bundle",
 ]

@@ -356,3 +356,23 @@ class WorkerGroup:
                         f"the job failed and the worker group is restarting ({seen})")
             time.sleep(0.05)
         return f"the render failed on a worker and the worker group is restarting: {seen}"
+
+
+def load_engine(weights: Any, device: str | None = None, precision: str | None = None, memory_profile: str | None = None,
+                gpus: int | None = None, progress: Any = None) -> Any:
+    """The one engine loader: an in-process pipeline, or a Ulysses worker group when `gpus` > 1.
+
+    `nava-render` and the render farm's actors (`nava_core.cluster.actor`) load through it, so a
+    render on one machine and on a cluster node use the same engine.
+    """
+    profile = memory_profile or "auto"
+    if gpus and gpus > 1:
+        group = WorkerGroup(GroupConfig(weights=weights, world_size=gpus, device=device or "auto",
+                                        precision=precision or "nava", memory_profile=profile))
+        group.start(wait=True)
+        return group
+    from nava_core.pipeline import NAVAPipeline
+
+    return NAVAPipeline.from_pretrained(weights, device=device, progress=progress, precision=precision or "nava",
+                                        memory_profile=profile)
+

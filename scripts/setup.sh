@@ -19,7 +19,10 @@ if [ "${CI:-}" = "true" ] || [ "${NAVA_SLOW:-}" = "1" ]; then
       || echo "warning: could not install chromium; the browser tests will fail to start it" >&2
   fi
 fi
-stamp="$VENV/.nava-setup-$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+# CI runs the slow tests, which include the Ray render-farm tests: there the cluster extra is installed too.
+extras=""
+if [ "${CI:-}" = "true" ] || [ "${NAVA_SLOW:-}" = "1" ]; then extras="[cluster]"; fi
+stamp="$VENV/.nava-setup-$( (cat requirements.txt pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip_() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
@@ -30,5 +33,6 @@ else
 fi
 pip_ -r requirements.txt
 pip_ --no-deps -e .
+if [ -n "$extras" ]; then pip_ -e ".$extras"; fi  # torch etc. are already satisfied: this adds only Ray
 rm -f "$VENV"/.nava-setup-*
 touch "$stamp"

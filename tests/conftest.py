@@ -65,3 +65,27 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         _espeak("Hello there, this is the first speaker talking about the weather.", "en-us", d / "a.wav"),
         _espeak("And this is a second voice, a little higher, answering the first.", "en+f3", d / "b.wav"),
     ]
+
+
+# ---- refusals with a reason (issue 15): every hardening test records the cases it saw refused ----------
+
+_REFUSED_KEY = pytest.StashKey[list]()
+
+
+@pytest.fixture()
+def refused(request: pytest.FixtureRequest):
+    """`refused(case, reason)`: record one input refused with a clear reason; the run prints the total."""
+    cases = request.config.stash.setdefault(_REFUSED_KEY, [])
+
+    def record(case: str, reason: str) -> None:
+        assert reason.strip(), f"{case} was refused without a reason"
+        cases.append((case, reason))
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:  # noqa: ANN001
+    cases = config.stash.get(_REFUSED_KEY, [])
+    if cases:
+        terminalreporter.write_line(f"refused with a reason: {len(cases)} case(s) "
+                                    f"({len({c for c, _ in cases})} distinct)")

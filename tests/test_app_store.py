@@ -68,6 +68,9 @@ def test_studio_api_and_batch_jobs_land_in_one_store_and_in_history(tmp_path, ti
         assert jobs[1].outputs["mp4"] == api_path and jobs[2].batch_id == batch_id
         for job in jobs:
             _assert_request_is_what_rendered(job)
+            # each went through Engine.render (the ZeroGPU-wrapped call holding the GPU lock): it adds the
+            # load time and the History thumbnail, which render_to_files alone does not
+            assert "load_s" in job.timings and Path(job.outputs["thumbnail"]).is_file()
             # finalised before it was stored: preview size, the profile that ran (not 'auto'), its tiling
             assert (job.request.width, job.request.height) == (160, 96)
             assert job.request.memory_profile == "resident" and job.request.tiled_vae is False
@@ -76,6 +79,9 @@ def test_studio_api_and_batch_jobs_land_in_one_store_and_in_history(tmp_path, ti
         _, rows = history_rows(svc)
         assert [(r[0], r[2]) for r in rows] == [(j.id, "done") for j in reversed(jobs)]
         assert svc.reuse(studio.id) == json.loads(json.dumps(_quick_state()))  # the builder as it was
+        # the project inside the request does not repeat what the request states itself
+        assert jobs[0].request.project and not set(B.REQUEST_OWNED) & set(jobs[0].request.project)
+        assert svc.build_request(B.state_from_request(jobs[0].request)) == jobs[0].request
         assert sorted(p.name for p in paths.home.glob("*.sqlite")) == ["jobs.sqlite"]  # one store
         assert not (paths.home / "batch").exists()
     finally:

@@ -16,6 +16,7 @@ from nava_core.guidance import (
     guided_prediction,
     plan_branches,
     run_branches,
+    stream_form,
     stack_branches,
     unstack_branches,
 )
@@ -123,13 +124,14 @@ def test_combine_all_branches_default_scales():
     torch.testing.assert_close(a, torch.full((4,), 8.5))
 
 
+# Values of _preds: video c=1, u=.5, m=.25, t=.75; audio (doubled) c=2, u=1, m=.5, t=1.5.
 @pytest.mark.parametrize(
     "branches,video,audio",
     [
-        ((C,), 1.0, 2.0),
-        ((C, N), 1 + 3 * 0.5, 2 + 2 * 1.0),
-        ((C, N, M), 1 + 3 * 0.5 + 3 * 0.75, 2 + 2 * 1.0 + 2 * 1.5),
-        ((C, N, A), 1 + 3 * 0.5, 2 + 2 * 1.0 + 3 * 0.5),
+        ((C,), 1.0, 2.0),  # nothing to guide with: c
+        ((C, N), 0.5 + 3 * 0.5, 1 + 2 * 1.0),  # no extra term in either stream: classic u + g*(c-u)
+        ((C, N, M), 1 + 3 * 0.5 + 3 * 0.75, 2 + 2 * 1.0 + 2 * 1.5),  # alignment: anchored at c
+        ((C, N, A), 0.5 + 3 * 0.5, 2 + 2 * 1.0 + 3 * 0.5),  # timbre only: video classic, audio anchored
         ((C, M, A), 1 + 3 * 0.75, 2 + 2 * 1.5 + 3 * 0.5),
         ((C, N, M, A), 4.75, 8.5),
     ],
@@ -143,22 +145,72 @@ def test_combine_each_branch_set(branches, video, audio):
 def test_combine_scale_zero_skips_term():
     s = GuidanceScales(video=0, audio=2, video_align=3, audio_align=0, timbre=0)
     v, a = combine(_preds(), s)
-    torch.testing.assert_close(v, torch.full((2, 3), 1 + 3 * 0.75))
-    torch.testing.assert_close(a, torch.full((4,), 2 + 2 * 1.0))
+    torch.testing.assert_close(v, torch.full((2, 3), 1 + 3 * 0.75))  # anchored, text term off
+    torch.testing.assert_close(a, torch.full((4,), 1 + 2 * 1.0))  # no extra term: classic
 
 
-def test_combine_is_classic_cfg_plus_one():
-    """g in the c + g*(c-u) form equals classic CFG u + (g+1)*(c-u)."""
+def _run_mode(scales, has_video, has_speakers):
+    """Plan and combine with random per-branch predictions; returns (preds, video, audio)."""
     g = torch.Generator().manual_seed(0)
-    c, u = torch.randn(5, generator=g), torch.randn(5, generator=g)
-    s = GuidanceScales(video=3.0, video_align=0, audio_align=0)
-    v, _ = combine({C: (c, None), N: (u, None)}, s)
-    torch.testing.assert_close(v, u + 4.0 * (c - u))
+    plan = plan_branches(scales, has_video, True, has_speakers)
+    preds = {b: (torch.randn(5, generator=g) if has_video else None, torch.randn(3, generator=g)) for b in plan}
+    return (preds, *combine(preds, scales))
+
+
+def test_forms_audio_video_release_defaults():
+    """nava.yaml (alignment on): both streams anchored, with and without a voice."""
+    for voices in (False, True):
+        p, v, a = _run_mode(DEFAULT, True, voices)
+        c, u, m = p[C], p[N], p[M]
+        torch.testing.assert_close(v, c[0] + 3 * (c[0] - u[0]) + 3 * (c[0] - m[0]))
+        want = c[1] + 2 * (c[1] - u[1]) + 2 * (c[1] - m[1])
+        if voices:
+            want = want + 3 * (c[1] - p[A][1])
+        torch.testing.assert_close(a, want)
+
+
+def test_forms_audio_video_alignment_off():
+    """Alignment off: video classic; audio classic without a voice, anchored with one (timbre)."""
+    s = GuidanceScales(video_align=0, audio_align=0)
+    p, v, a = _run_mode(s, True, False)
+    c, u = p[C], p[N]
+    torch.testing.assert_close(v, u[0] + 3 * (c[0] - u[0]))
+    torch.testing.assert_close(a, u[1] + 2 * (c[1] - u[1]))
+    p, v, a = _run_mode(s, True, True)
+    c, u, t = p[C], p[N], p[A]
+    torch.testing.assert_close(v, u[0] + 3 * (c[0] - u[0]))
+    torch.testing.assert_close(a, c[1] + 2 * (c[1] - u[1]) + 3 * (c[1] - t[1]))
+
+
+def test_forms_audio_only_seedtts_defaults():
+    """nava_seedtts.yaml: alignment off, g_a 2, g_t 3. No voice: classic; a voice: anchored + timbre."""
+    s = GuidanceScales.audio_only()
+    assert (s.audio, s.timbre, s.video_align, s.audio_align) == (2.0, 3.0, 0.0, 0.0)
+    p, v, a = _run_mode(s, False, False)
+    assert v is None
+    torch.testing.assert_close(a, p[N][1] + 2 * (p[C][1] - p[N][1]))
+    p, v, a = _run_mode(s, False, True)
+    c, u, t = p[C][1], p[N][1], p[A][1]
+    torch.testing.assert_close(a, c + 2 * (c - u) + 3 * (c - t))
+    # An audio-only render never has an alignment term, whatever its scale says.
+    p, v, a = _run_mode(GuidanceScales(audio_align=5.0, timbre=0), False, False)
+    torch.testing.assert_close(a, p[N][1] + 2 * (p[C][1] - p[N][1]))
+
+
+def test_stream_form_names_the_form_in_use():
+    assert stream_form(DEFAULT, "video", True, True, False) == "anchored"
+    assert stream_form(DEFAULT, "audio", True, True, False) == "anchored"
+    assert stream_form(GuidanceScales.audio_only(), "audio", False, True, False) == "classic"
+    assert stream_form(GuidanceScales.audio_only(), "audio", False, True, True) == "anchored"
+    off = GuidanceScales(video_align=0, audio_align=0)
+    assert stream_form(off, "video", True, True, True) == "classic"
+    assert stream_form(off, "audio", True, True, True) == "anchored"
+    assert stream_form(off.__class__(video_align=0, audio_align=0, timbre=0), "audio", True, True, True) == "classic"
 
 
 def test_combine_video_only_and_audio_only():
     v, a = combine(_preds(audio=False, branches=(C, N)), DEFAULT)
-    assert a is None and torch.allclose(v, torch.full((2, 3), 2.5))
+    assert a is None and torch.allclose(v, torch.full((2, 3), 0.5 + 3 * 0.5))
     v, a = combine(_preds(video=False, branches=(C, N, A)), GuidanceScales.audio_only())
     assert v is None and torch.allclose(a, torch.full((4,), 2 + 2 * 1.0 + 3 * 0.5))
 

@@ -61,6 +61,24 @@ def _png_bomb() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + _chunk(b"IEND", b"")
 
 
+def _png_header(w: int, h: int) -> bytes:
+    """A PNG whose header declares w x h pixels (no pixel data worth decoding)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+
+
+def _long_flac(seconds: int = 3600) -> bytes:
+    """A small FLAC (silence compresses to almost nothing) whose header declares `seconds` of audio."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", samplerate=8000, channels=1, format="FLAC", subtype="PCM_16") as f:
+        block = np.zeros(8000 * 60, dtype="int16")
+        for _ in range(seconds // 60):
+            f.write(block)
+    return buf.getvalue()
+
+
 def _file(name: str, data: bytes) -> Callable[[Path], Path]:
     def make(tmp: Path) -> Path:
         p = tmp / name
@@ -193,6 +211,39 @@ ROWS: list[Row] = [
     Row("sample-rate-44100", _req(audio_sample_rate=44100), r"audio_sample_rate.*16000 or 48000"),
     Row("not-json", lambda t: '{"prompt": "x",', r"not valid JSON"),
     Row("json-array", lambda t: "[1, 2]", r"(JSON object|object)"),
+    # typed schema (issue 15): no coercion, bounds, sanitised text, the voices-vs-spans rule
+    Row("image-number", _req(image=123), r"image must be a file path.*got int"),
+    Row("image-list", _req(image=["a.png"]), r"image must be a file path.*got list"),
+    Row("image-object", _req(image={"path": "a.png"}), r"image must be a file path.*got dict"),
+    Row("width-string", _req(width="160"), r"width must be a whole number.*got str"),
+    Row("width-infinity", lambda t: json.dumps(BASE)[:-1] + ', "width": Infinity}', r"width must be a whole number.*inf"),
+    Row("width-fraction", _req(width=160.5), r"width must be a whole number.*160\.5"),
+    Row("width-1e300", _req(width=1e300), r"width must be a whole number.*1e\+300"),
+    Row("width-beyond-buckets", _req(width=4096, height=96), r"width.*at most \d+.*got 4096"),
+    Row("frame-area-beyond-buckets", _req(width=1280, height=1280), r"more pixels than any release bucket"),
+    Row("voice-path-1MB", _req(speaker_wavs=["v" * (1 << 20)]), r"speaker_wavs\[0\].*characters long.*limit"),
+    Row("prompt-lone-surrogate", _req(prompt="A cat \ud800 says <S>hi<E>."), r"prompt.*lone surrogate U\+D800"),
+    Row("title-lone-surrogate", _req(title="x\udfff"), r"title.*lone surrogate U\+DFFF"),
+    Row("nesting-100000", lambda t: '{"prompt": "x", "project": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        r"nested too deeply"),
+    Row("nesting-40", _req(project={"a": json.loads("[" * 40 + "]" * 40)}), r"nested too deeply"),
+    Row("tiled-vae-string", _req(tiled_vae="yes please"), r"tiled_vae must be true or false"),
+    Row("project-string", _req(project="not an object"), r"project must be a builder project.*got str"),
+    Row("project-10MB", _req(project={"title": "p" * (10 * 1024 * 1024)}), r"(project.*over the .* limit|characters long)"),
+    Row("project-NUL", _req(project={"title": "a\x00b"}), r"project\.title.*NUL"),
+    Row("memory-profile-path", _req(memory_profile="../../etc"), r"unknown memory profile '\.\./\.\./etc'; choose one of auto"),
+    Row("speaker-wavs-string", _req(speaker_wavs="voice.wav"), r"speaker_wavs must be a list.*got str"),
+    Row("voices-2-for-3-spans", _req(prompt="<S>a<E> <S>b<E> <S>c<E>", speaker_wavs=["a.wav", "b.wav"]),
+        r"3 <S>...<E> spans but 2 reference voices"),
+    Row("voices-1000", _req(speaker_wavs=[""] * 1000), r"speaker_wavs must be a list.*at most 64.*1,000"),
+    Row("spans-1000", _req(prompt="A man says " + "<S>hi<E> " * 1000), r"1000 <S>...<E> spans, over the limit"),
+    Row("voice-flac-declares-1-hour", _voice(_file("long.flac", _long_flac())), r"declares 3,600 s.*longer than"),
+    Row("image-81-megapixels", _image(_file("big.png", _png_header(9000, 9000))), r"81 megapixels.*limit"),
+    Row("project-nesting-100000", lambda t: '{"title": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        r"nested too deeply|characters long", channels=("api_lint", "api_compile")),
+    Row("project-nesting-5000", lambda t: '{"title": ' + "[" * 5000 + "]" * 5000 + "}", r"nested too deeply",
+        channels=("api_lint", "api_compile")),
+    Row("project-lone-surrogate", _project(title="x\ud800"), r"lone surrogate", channels=("api_lint", "api_compile")),
     # voice and image files (judged by content, not name)
     Row("voice-truncated-wav", _voice(_file("cut.wav", _wav_bytes()[:12000])), r"WAV file is truncated",
         xfail=_unchecked("cli_request", "api_render")),
@@ -285,15 +336,17 @@ def studio(tmp_path_factory: pytest.TempPathFactory, tiny_weights: Path):
     from app.paths import StudioPaths
     from app.service import StudioService
 
+    # the test files lie in pytest's temporary folders: allowed as an operator would with --allow-path
     service = StudioService(StudioPaths.from_env(tmp_path_factory.mktemp("studio")),
-                            E.Engine(E.WeightChoice("tiny", str(tiny_weights), "test weights")))
+                            E.Engine(E.WeightChoice("tiny", str(tiny_weights), "test weights")),
+                            allowed_roots=(tmp_path_factory.getbasetemp(),))
     yield service
     service.close()
 
 
 @pytest.mark.parametrize("row,channel", _cases())
 def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+                                    capsys: pytest.CaptureFixture[str], refused) -> None:
     data = _materialise(row, tmp_path)
     if channel.startswith("cli"):
         from nava_core.jobs import JobQueue
@@ -318,7 +371,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
         rc = main([*argv, "--weights", str(weights), "--out", str(out), "-q"])
         err = capsys.readouterr().err
         assert rc == 2, err[-2000:]
-        _one_line_reason(err, row.expect)
+        refused(f"{row.id}-{channel}", _one_line_reason(err, row.expect))
         assert _tree(out) == before, "the refusal wrote or changed files"
         return
 
@@ -335,6 +388,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
         fn(text)
     message = str(info.value.message if hasattr(info.value, "message") else info.value)
     assert "\n" not in message.strip() and re.search(row.expect, message, re.IGNORECASE), message
+    refused(f"{row.id}-{channel}", message)
     assert [(e.id, e.state) for e in service.history.list()] == history_before, "the refusal touched the history"
     assert service.pending() == [] and _tree(service.paths.outputs) == outputs_before
 
@@ -342,7 +396,7 @@ def test_malformed_input_is_refused(row: Row, channel: str, tmp_path: Path, requ
 def _is_object(data: str | bytes) -> bool:
     try:
         return isinstance(json.loads(data), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

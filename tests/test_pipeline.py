@@ -175,10 +175,11 @@ def test_cancel_at_step_k_leaves_no_file_and_pipeline_ready(tiny_pipe, tmp_path)
     assert outs.mp4.is_file()
 
 
-def test_too_many_voices_is_refused_with_a_clear_message(tiny_pipe, voices):
-    wavs = [str(voices[0])] * 3
-    with pytest.raises(RequestError, match="3 reference voices .* 2 <S>"):
-        tiny_pipe.encode_conditions(_req(speaker_wavs=wavs))
+def test_too_few_voices_is_refused_with_a_clear_message(tiny_pipe, voices):
+    """2..spans-1 voices crash the release; refused here (more voices than spans: the first ones are used)."""
+    prompt = PROMPT + " The man laughs <S>Ha!<E>"
+    with pytest.raises(RequestError, match="3 <S>...<E> spans but 2 reference voices"):
+        tiny_pipe.encode_conditions(_req(prompt=prompt, speaker_wavs=[str(v) for v in voices]))
 
 
 def test_audio_mode_renders_wav_of_requested_length(tiny_pipe, voices, tmp_path):

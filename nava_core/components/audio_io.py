@@ -2,8 +2,9 @@
 
 People drop whatever they have on the voice slot: phone m4a, mp3, ogg/opus, flac, wav. NAVA's
 speaker path wants 16 kHz mono, first 30 s (channels averaged, as the release does). This module
-decodes with PyAV (no system binaries; soundfile is a fast path for wav/flac/ogg), down-mixes,
-resamples with a polyphase filter and refuses inputs that would give a meaningless voice embedding,
+decodes with PyAV (no system binaries; soundfile is a fast path for wav/flac/ogg), resamples with
+the release's filter (torchaudio's default windowed sinc, `resample.py`) and then down-mixes (the
+release's order), and refuses inputs that would give a meaningless voice embedding,
 each with a message that names the file, says what is wrong and what to do.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -200,12 +200,14 @@ def _planar(arr: np.ndarray, planar: bool, channels: int) -> np.ndarray:
 
 
 def _resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """The release's resampler (torchaudio's default windowed sinc), per channel."""
     if sr_in == sr_out:
         return x
-    from scipy.signal import resample_poly
+    import torch
 
-    ratio = Fraction(sr_out, sr_in)
-    return resample_poly(x, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+    from nava_core.components.resample import resample
+
+    return resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), sr_in, sr_out).numpy()
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, mono: bool = True,
@@ -228,9 +230,9 @@ def load_audio(path: str | Path, sample_rate: int = 16000, mono: bool = True,
     if duration < MIN_SECONDS:
         raise AudioInputError(f"{path.name}: the recording is only {duration:.2f} s long; a voice reference "
                               f"needs at least {MIN_SECONDS:.0f} s (5-15 s of clear speech works best).")
+    samples = _resample(samples, sr, sample_rate)  # resample first, then mix down, as the release
     if mono:
         samples = samples.mean(axis=0)
-    samples = _resample(samples, sr, sample_rate)
     keep = int(round(max_seconds * sample_rate))
     if samples.shape[-1] > keep:
         samples = samples[..., :keep]

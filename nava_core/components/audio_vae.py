@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from nava_core.components.resample import resample
 from nava_core.components.mel import causal_log_mel, hann_dft_basis, lowpass_decimate, mel_filterbank
 from nava_core.config import AUDIO_MEL_RATE, AUDIO_VOCODER_RATE
 from nava_core.statedict import expected_shapes, require_state_dict
@@ -141,8 +142,8 @@ def unpack_latents(x: torch.Tensor, channels: int = 8) -> torch.Tensor:
 
 
 def resample_48k_to_16k(wave: torch.Tensor) -> torch.Tensor:
-    """[C, N] 48 kHz -> [C, N//3] 16 kHz with an anti-aliasing windowed-sinc low-pass."""
-    return lowpass_decimate(wave, 3)
+    """[C, N] 48 kHz -> [C, ceil(N/3)] 16 kHz with the release's resampler (torchaudio's default)."""
+    return resample(wave, AUDIO_VOCODER_RATE, AUDIO_MEL_RATE)
 
 
 class AudioVAE:
@@ -204,9 +205,7 @@ class AudioVAE:
         rate = self.vocoder.config.output_sampling_rate
         if sample_rate == rate:
             return wave
-        if rate % sample_rate:
-            raise ValueError(f"cannot resample {rate} Hz to {sample_rate} Hz")
-        return lowpass_decimate(wave, rate // sample_rate)
+        return resample(wave, rate, sample_rate)  # the release's 48 -> 16 kHz step (NAVA_SPEC.md 6)
 
     @torch.no_grad()
     def encode(self, waveform: torch.Tensor, sample_rate: int = AUDIO_MEL_RATE) -> torch.Tensor:

@@ -82,8 +82,14 @@ class PromptTooLongError(ValueError):
             msg += " Spoken lines beyond the limit: " + "; ".join(parts) + "."
         else:
             msg += " No spoken line is affected, but the end of the description would be dropped."
+        self.problem = msg
         msg += " Shorten the scene or audio description, or split the dialogue across clips."
         super().__init__(msg)
+
+    def truncation_warning(self) -> str:
+        """What a render truncated as the release does loses (for the CLI's and the studio's warnings)."""
+        return (f"{self.problem} Rendered truncated as the release does: only the first {self.max_tokens - 1} "
+                "tokens (plus the end marker) were used.")
 
 
 # ------------------------------------------------------------------------------------ prompt preparation
@@ -102,12 +108,14 @@ def clean_prompt(text: str) -> str:
 
 
 def prepare_prompt(text: str) -> str:
-    """Clean the prompt and mark every speech span for speaker injection.
+    """Mark every speech span for speaker injection, then clean the text: the release's order.
 
-    Every `<S>` becomes `<S><extra_id_2>`; an `<S>` already followed by the marker is left alone, so
-    preparing twice gives the same text (the release's plain `replace` would double it).
+    Every `<S>` of the raw prompt becomes `<S><extra_id_2>` before ftfy/HTML-unescape/whitespace
+    cleaning, so an escaped `&lt;S&gt;` turns into a plain `<S>` without a speaker slot, as in the
+    release. An `<S>` already followed by the marker is left alone, so preparing twice gives the same
+    text (the release's plain `replace` would double it; the only place this project differs).
     """
-    return _S_WITHOUT_SPEAKER_RE.sub("<S>" + SPEAKER_TOKEN, clean_prompt(text))
+    return clean_prompt(_S_WITHOUT_SPEAKER_RE.sub("<S>" + SPEAKER_TOKEN, text))
 
 
 def speech_spans(text: str) -> list[tuple[int, int, str]]:
@@ -267,11 +275,16 @@ def load_release_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class TokenizedPrompt:
-    """A prepared prompt's ids (EOS included, no padding) and its `<extra_id_2>` positions."""
+    """A prepared prompt's ids (EOS included, no padding) and its `<extra_id_2>` positions.
+
+    `truncated` is set when the prompt was longer than 512 tokens and cut as the release cuts it
+    (first 511 tokens + EOS); it carries the full length and the spoken lines lost.
+    """
 
     text: str
     input_ids: list[int]
     speaker_positions: list[int]
+    truncated: PromptTooLongError | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -286,6 +299,7 @@ class EncodedText:
     speaker_positions: list[list[int]]
     num_tokens: list[int]
     input_ids: list[list[int]] = field(default_factory=list)
+    truncated: list[PromptTooLongError | None] = field(default_factory=list)
 
 
 class TextEncoder:
@@ -369,17 +383,22 @@ class TextEncoder:
 
     prepare_prompt = staticmethod(prepare_prompt)
 
-    def tokenize(self, prompts: list[str]) -> list[TokenizedPrompt]:
-        """Prepare and tokenise prompts; raise `PromptTooLongError` instead of truncating at 512."""
+    def tokenize(self, prompts: list[str], truncate: bool = False) -> list[TokenizedPrompt]:
+        """Prepare and tokenise prompts. Over 512 tokens: raise `PromptTooLongError`, or with
+        `truncate` cut as the release does (511 tokens + EOS) and record what was lost."""
         out = []
         for raw in prompts:
             text = prepare_prompt(raw)
             enc = self.tokenizer(text, add_special_tokens=True, truncation=False, return_offsets_mapping=True)
             ids = list(enc["input_ids"])
+            too_long = None
             if len(ids) > self.max_length:
-                raise PromptTooLongError(len(ids), self._spans_beyond(text, enc["offset_mapping"]), self.max_length)
+                too_long = PromptTooLongError(len(ids), self._spans_beyond(text, enc["offset_mapping"]), self.max_length)
+                if not truncate:
+                    raise too_long
+                ids = ids[: self.max_length - 1] + ids[-1:]  # the release's cut keeps the closing EOS
             positions = [i for i, t in enumerate(ids) if t == self.speaker_token_id]
-            out.append(TokenizedPrompt(text=text, input_ids=ids, speaker_positions=positions))
+            out.append(TokenizedPrompt(text=text, input_ids=ids, speaker_positions=positions, truncated=too_long))
         return out
 
     def _spans_beyond(self, text: str, offsets: list[tuple[int, int]]) -> list[SpanBeyond]:
@@ -403,13 +422,13 @@ class TextEncoder:
         return self.model.shared.weight.dtype
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> EncodedText:
+    def encode(self, prompts: list[str], truncate: bool = False) -> EncodedText:
         """Encode prompts to trimmed contexts (model dtype, model device) and speaker positions.
 
         The batch is padded to its longest prompt with an attention mask, so each prompt's rows equal
         the release's (which pads to 512 under the same mask).
         """
-        toks = self.tokenize(list(prompts))
+        toks = self.tokenize(list(prompts), truncate=truncate)
         longest = max(t.num_tokens for t in toks)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(toks), longest), pad, dtype=torch.long)
@@ -423,6 +442,7 @@ class TextEncoder:
             speaker_positions=[t.speaker_positions for t in toks],
             num_tokens=[t.num_tokens for t in toks],
             input_ids=[t.input_ids for t in toks],
+            truncated=[t.truncated for t in toks],
         )
 
 

@@ -276,41 +276,70 @@ class VideoVAE:
         """DiT space -> what diffusers' decoder expects (z * std + mean)."""
         return z.float() * self.std.to(z.device) + self.mean.to(z.device)
 
+    def _autocast(self, precision: str):
+        """The release runs its VAE under bf16 autocast with fp32 weights (precision "nava"); "fp32" runs
+        it in full precision."""
+        if precision not in ("nava", "fp32"):
+            raise ValueError(f"precision must be 'nava' or 'fp32', got {precision!r}")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "nava")
+
+    def _decode_denormalized(self, z: torch.Tensor, precision: str) -> torch.Tensor:
+        """[1,48,T,h,w] VAE-space latents -> [1,3,F,H,W] float32, clamped per call to [-1, 1]."""
+        self.model.disable_tiling()
+        with self._autocast(precision):
+            out = self.model.decode(z.to(self.device, self.dtype), return_dict=False)[0]
+        return out.float().clamp(-1.0, 1.0)
+
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, tiled: bool = False) -> torch.Tensor:
-        """[48,T,h,w] DiT latents -> [4T-3,3,H,W] frames in [-1,1]."""
+    def decode(self, latents: torch.Tensor, tiled: bool = False, precision: str = "fp32",
+               tile: tuple[int, int] = TILE_LATENTS, stride: tuple[int, int] = TILE_STRIDE_LATENTS) -> torch.Tensor:
+        """[48,T,h,w] DiT latents -> [4T-3,3,H,W] frames in [-1,1].
+
+        `tiled` decodes spatial tiles as the release's Wan VAE does (`tiled_decode`, NAVA_SPEC.md 6).
+        """
         if latents.ndim != 4 or latents.shape[0] != self.model.config.z_dim:
             raise ValueError(f"latents must be [{self.model.config.z_dim},T,h,w], got {tuple(latents.shape)}")
-        z = self.denormalize(latents).unsqueeze(0).to(self.device, self.dtype)
+        z = self.denormalize(latents).unsqueeze(0)
         if tiled:
-            s = VAE_SPATIAL_STRIDE
-            self.model.enable_tiling(
-                tile_sample_min_height=TILE_LATENTS[0] * s, tile_sample_min_width=TILE_LATENTS[1] * s,
-                tile_sample_stride_height=TILE_STRIDE_LATENTS[0] * s,
-                tile_sample_stride_width=TILE_STRIDE_LATENTS[1] * s)
+            video = self._tiled_decode(z, tile, stride, precision)
         else:
-            self.model.disable_tiling()
-        try:
-            video = self.model.decode(z, return_dict=False)[0]
-        finally:
-            self.model.disable_tiling()
-        video = video[0].float().clamp(-1.0, 1.0).permute(1, 0, 2, 3).contiguous()
+            video = self._decode_denormalized(z, precision)
+        video = video[0].permute(1, 0, 2, 3).contiguous()
         expected = pixel_frames(latents.shape[1])
         if video.shape[0] != expected:
             raise RuntimeError(f"decoder made {video.shape[0]} frames, expected {expected}")
         return video.cpu()
 
+    def _tiled_decode(self, z: torch.Tensor, tile: tuple[int, int], stride: tuple[int, int],
+                      precision: str) -> torch.Tensor:
+        """Wan's spatial tiling: tiles of `tile` latents every `stride`, each decoded alone and clamped,
+        blended on the CPU with a mask that ramps linearly over the overlap on every inner edge
+        (min of the row and column ramps), divided by the summed mask, clamped again."""
+        _, _, t, h, w = z.shape
+        up = VAE_SPATIAL_STRIDE
+        border = ((tile[0] - stride[0]) * up, (tile[1] - stride[1]) * up)
+        values = torch.zeros((1, 3, pixel_frames(t), h * up, w * up), dtype=torch.float32)
+        weight = torch.zeros((1, 1, pixel_frames(t), h * up, w * up), dtype=torch.float32)
+        for h0, h1, w0, w1 in tile_spans(h, w, tile, stride):
+            decoded = self._decode_denormalized(z[:, :, :, h0:h1, w0:w1], precision).cpu()
+            mask = blend_mask(decoded.shape[3], decoded.shape[4], (h0 == 0, h1 >= h, w0 == 0, w1 >= w), border)
+            ph, pw = h0 * up, w0 * up
+            values[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += decoded * mask
+            weight[:, :, :, ph:ph + decoded.shape[3], pw:pw + decoded.shape[4]] += mask
+        return (values / weight).clamp(-1.0, 1.0)
+
     @torch.no_grad()
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+    def encode_video(self, video: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
         """[F,3,H,W] in [-1,1] (F = 4T-3) -> [48,T,h,w] DiT latents (posterior mean)."""
         x = video.permute(1, 0, 2, 3).unsqueeze(0).to(self.device, self.dtype)
-        mu = self.model.encode(x).latent_dist.mode()
+        with self._autocast(precision):
+            mu = self.model.encode(x).latent_dist.mode()
         return self.normalize(mu[0].float().cpu())
 
-    def encode_image(self, image: Image.Image | np.ndarray, resolution: Resolution) -> torch.Tensor:
+    def encode_image(self, image: Image.Image | np.ndarray, resolution: Resolution, precision: str = "fp32") -> torch.Tensor:
         """First frame for image-to-video: resize to cover, centre crop, encode -> [48,1,h,w] normalised."""
         frame = prepare_image(image, resolution)
-        return self.encode_video(frame.unsqueeze(0))
+        return self.encode_video(frame.unsqueeze(0), precision)
 
 
 def prepare_image(image: Image.Image | np.ndarray, resolution: Resolution) -> torch.Tensor:
@@ -332,9 +361,45 @@ def prepare_image(image: Image.Image | np.ndarray, resolution: Resolution) -> to
     return (arr / 127.5 - 1.0).permute(2, 0, 1).contiguous()
 
 
+def tile_spans(h: int, w: int, tile: tuple[int, int] = TILE_LATENTS,
+               stride: tuple[int, int] = TILE_STRIDE_LATENTS) -> list[tuple[int, int, int, int]]:
+    """(h0, h1, w0, w1) latent ranges of Wan's tiles: a tile every `stride`, cut at the edge, and no
+    tile whose predecessor already reached the edge."""
+    spans = []
+    for h0 in range(0, h, stride[0]):
+        if h0 - stride[0] >= 0 and h0 - stride[0] + tile[0] >= h:
+            continue
+        for w0 in range(0, w, stride[1]):
+            if w0 - stride[1] >= 0 and w0 - stride[1] + tile[1] >= w:
+                continue
+            spans.append((h0, min(h0 + tile[0], h), w0, min(w0 + tile[1], w)))
+    return spans
+
+
+def _ramp(length: int, first: bool, last: bool, border: int) -> torch.Tensor:
+    x = torch.ones(length)
+    if border <= 0:  # tiles that do not overlap: nothing to blend
+        return x
+    ramp = (torch.arange(border) + 1) / border
+    if not first:
+        x[:border] = ramp
+    if not last:
+        x[-border:] = ramp.flip(0)
+    return x
+
+
+def blend_mask(height: int, width: int, bounds: tuple[bool, bool, bool, bool],
+               border: tuple[int, int]) -> torch.Tensor:
+    """[1,1,1,H,W] weights of one decoded tile: 1 inside, a linear ramp (1/b .. 1) over `border` pixels
+    on each edge that is not a frame edge (`bounds` = top, bottom, left, right are frame edges)."""
+    rows = _ramp(height, bounds[0], bounds[1], border[0])[:, None].expand(height, width)
+    cols = _ramp(width, bounds[2], bounds[3], border[1])[None, :].expand(height, width)
+    return torch.minimum(rows, cols)[None, None, None]
+
+
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """[F,3,H,W] in [-1,1] -> uint8 [F,H,W,3] for writers and previews."""
-    x = ((video.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    """[F,3,H,W] in [-1,1] -> uint8 [F,H,W,3], truncating ((x+1)/2*255) as the release does."""
+    x = ((video.float().clamp(-1, 1) + 1.0) / 2 * 255).to(torch.uint8)
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -372,5 +437,5 @@ def write_tiny_video_vae(path: str | Path, seed: int = 0, base_dim: int = 8,
 __all__ = [
     "VideoVAE", "VideoVAEError", "WanVAEConfig", "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD",
     "release_key_to_diffusers", "convert_release_state_dict", "infer_config", "prepare_image",
-    "to_uint8_frames", "write_tiny_video_vae",
+    "to_uint8_frames", "write_tiny_video_vae", "tile_spans", "blend_mask",
 ]

@@ -76,6 +76,8 @@ def joint_self_attention(
     as one attention per stream (never materialising an L x L mask).
     Returns one output per stream, same shapes as the queries.
     """
+    if hasattr(parallel_config, "joint_attention"):  # nava_core.ulysses: one all-to-all over the joint sequence
+        return parallel_config.joint_attention(queries, keys, values, block_diagonal)
     if block_diagonal or len(queries) == 1:
         return [
             attention(q, k, v, m, parallel_config)
