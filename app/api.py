@@ -48,8 +48,12 @@ def mount_api(service: StudioService) -> None:
     submit_btn.click(_submit, req, text, api_name="submit", concurrency_limit=None,
                      api_description="Queue a render request and return at once: {job_id, status, ahead} as JSON "
                                      "text; fetch the file with /result.")
-    result_btn.click(lambda j: api_result(service, j), job_id, out_file, api_name="result", concurrency_limit=None,
-                     api_description="The file of a finished render, by the job_id /submit returned.")
+    def _result(job_id_text: str, request: gr.Request) -> str:
+        return api_result(service, job_id_text, request)
+
+    result_btn.click(_result, job_id, out_file, api_name="result", concurrency_limit=None,
+                     api_description="The file of a finished render, by the job_id /submit returned (to the same "
+                                     "client or login only).")
     lint_btn.click(api_lint, proj, text, api_name="lint",
                    api_description="Lint a project (Project JSON text); returns findings as JSON text.")
     compile_btn.click(api_compile, proj, text, api_name="compile",
@@ -134,13 +138,16 @@ def api_submit(service: StudioService, request_json: str, request: Any = None) -
     return json.dumps({"job_id": str(job.id), "status": job.state, "ahead": service.jobs_ahead(job.id)})
 
 
-def api_result(service: StudioService, job_id: str) -> str:
-    """/result: the file of a finished render by job id; a clear error while it waits, runs or failed."""
+def api_result(service: StudioService, job_id: str, request: Any = None) -> str:
+    """/result: the file of a finished render by job id; a clear error while it waits, runs or failed.
+
+    Only the client (or login) that submitted the job gets it: job ids are small counters, so another
+    client's id is answered exactly like an id that does not exist."""
     text = str(job_id or "").strip()
     if not text.isdigit() or len(text) > 18:
         raise gr.Error("invalid job id: send the job_id /submit returned")
     job = service.jobs.get(int(text))
-    if job is None or job.batch_id:
+    if job is None or job.batch_id or job.owner != client_id(request):
         raise gr.Error(f"no render {text} in this studio's queue")
     if job.state == "queued":
         raise gr.Error(f"render {text} is queued, {service.jobs_ahead(job.id)} ahead of it; ask again later")

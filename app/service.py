@@ -50,6 +50,7 @@ class QueueLimits:
 
     per_client: int = 10
     total: int = 100
+    batch_jobs: int = 1000  # batch jobs waiting or running, all batches together (one batch is at most 1,000)
 
 
 @dataclass(frozen=True)
@@ -387,10 +388,16 @@ class StudioService:
         """Queue a batch's planned jobs (all or nothing) through the same checks as a single render.
 
         `engine` "cluster:ADDRESS" reserves them for a render farm (the Batch tab's "Run on cluster")."""
-        seen: set[tuple[Any, ...]] = set()
-        finals = [self._admit(p.request, self.batch_boundary, seen) for p in planned]
-        ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
-                                     source="batch", engine=engine or self.engine.label)
+        with self._admit_lock:  # count and enqueue together, as for single renders
+            waiting = sum(1 for j in self.pending() if j.batch_id)
+            if waiting + len(planned) > self.limits.batch_jobs:
+                raise QueueFull(f"The batch queue is full: {waiting} batch renders are waiting or running and this batch "
+                                f"adds {len(planned)} (the limit is {self.limits.batch_jobs}); nothing was queued. What to "
+                                "do: wait for the queued batches to finish, cancel one, or queue fewer renders.")
+            seen: set[tuple[Any, ...]] = set()
+            finals = [self._admit(p.request, self.batch_boundary, seen) for p in planned]
+            ids = self.jobs.enqueue_many(finals, batch_id=batch_id, labels=[p.label for p in planned],
+                                         source="batch", engine=engine or self.engine.label)
         self.worker.wake()
         return ids
 

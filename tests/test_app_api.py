@@ -87,6 +87,25 @@ def test_render_over_the_api_returns_stereo_mp4(studio_url):
     assert entry.state == "done" and entry.source == "api" and json.loads(entry.request_json)["steps"] == 2
 
 
+@pytest.mark.slow
+def test_result_by_job_id_only_to_the_client_that_submitted_it(studio_url):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    url, service = studio_url
+    request = B.request_from_state(B.default_state()).replace(steps=2)
+    mine = Client(url, verbose=False)
+    job_id = json.loads(mine.predict(request.to_json(), api_name="/submit"))["job_id"]
+    service.worker.wait(int(job_id))
+    other = Client(url, verbose=False)
+    with pytest.raises(AppError, match=f"no render {job_id} in this studio's queue"):
+        other.predict(job_id, api_name="/result")
+    with pytest.raises(AppError, match="no render 999999 in this studio's queue"):
+        other.predict("999999", api_name="/result")  # the same answer as for someone else's job
+    path = mine.predict(job_id, api_name="/result")
+    assert Path(path).suffix == ".mp4" and Path(path).stat().st_size > 0
+
+
 def test_cli_help_lists_launch_options():
     out = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0

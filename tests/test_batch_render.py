@@ -26,7 +26,8 @@ from nava_core.export import probe
 from nava_core.jobs import JobQueue
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {"width": 160, "height": 96, "seconds": 0.5, "steps": 2}
+# enough steps that a render lasts well over the kill delay even with the fast backbone paths
+TINY = {"width": 160, "height": 96, "seconds": 0.5, "steps": 16}
 
 
 def _batch_file(folder: Path, n: int) -> Path:
@@ -70,8 +71,8 @@ def _run_with_kills(tmp_path: Path, weights: Path, n: int, kills: int, seed: int
     for k in range(kills):
         start_no += rng.randint(1, max(1, (n - start_no) // (kills - k + 1)))
         proc = _start(batch, out, weights, log)
-        # a tiny render takes >= 2.5 s on one thread (VAE decode alone ~2 s), so this lands mid-render
-        _kill_mid_job(proc, out, start_no, rng.uniform(0.2, 1.2), log)
+        # a 16-step tiny render takes well over a second on one thread, so this lands mid-render
+        _kill_mid_job(proc, out, start_no, rng.uniform(0.1, 0.4), log)
         assert proc.returncode == -signal.SIGKILL
     proc = _start(batch, out, weights, log)
     assert proc.wait(600) == 0, log.read_text()[-3000:]

@@ -96,6 +96,24 @@ def test_batch_jobs_pass_the_studio_lint(service) -> None:
     assert service.jobs.list() == []
 
 
+def test_batch_queue_is_bounded_in_total(service) -> None:
+    """Batches are bounded like single renders: over the studio's limit of waiting batch jobs a batch is
+    refused whole, with the reason, and nothing of it is queued."""
+    from dataclasses import replace
+
+    saved = service.limits
+    service.limits = replace(saved, batch_jobs=3)
+    try:
+        Batches(service).enqueue(build_definition([PRESET], 3, steps=2, seconds=0.5))
+        with pytest.raises(StudioError, match="batch queue is full"):
+            Batches(service).enqueue(build_definition([PRESET], 3, steps=4, seconds=0.5))
+        assert len(service.jobs.list()) == 3
+    finally:
+        for j in service.pending():
+            service.jobs.cancel(j.id)
+        service.limits = saved
+
+
 def test_tab_mounts_in_a_studio_page(service) -> None:
     import gradio as gr
 
