@@ -16,7 +16,7 @@ import gradio as gr
 import prompt_builder as pb
 from nava_core.request import RequestError
 
-from app.service import StudioError, StudioService
+from app.service import StudioError, StudioService, limit_key
 
 PUBLIC = {"render", "submit", "result", "lint", "compile"}
 
@@ -147,7 +147,7 @@ def api_result(service: StudioService, job_id: str, request: Any = None) -> str:
     if not text.isdigit() or len(text) > 18:
         raise gr.Error("invalid job id: send the job_id /submit returned")
     job = service.jobs.get(int(text))
-    if job is None or job.batch_id or job.owner != client_id(request):
+    if job is None or job.batch_id or limit_key(job.owner) != client_id(request):
         raise gr.Error(f"no render {text} in this studio's queue")
     if job.state == "queued":
         raise gr.Error(f"render {text} is queued, {service.jobs_ahead(job.id)} ahead of it; ask again later")

@@ -220,16 +220,11 @@ def _finding_dicts(findings: list[Any], truncate_prompt: bool = False) -> list[d
 
 def lint_request(request: RenderRequest) -> list[dict[str, str]]:
     """The same lint as the builder, for a request of any origin (studio, API, batch): its project
-    when the prompt is that project's compiled text, else the prompt text itself."""
-    project = None
-    if request.project:
-        try:
-            project = pb.Project.from_dict(request.project)
-        except (pb.SchemaError, ValueError, TypeError):
-            project = None
-    if project is not None and pb.compile_project(project).text.strip() == request.prompt.strip():
-        return _finding_dicts(pb.lint_project(project, request.seconds), request.truncate_prompt)
-    return _finding_dicts(pb.lint_text(request.prompt, request.seconds), request.truncate_prompt)
+    when the prompt is that project's compiled text, else the prompt text itself (nava_core.preflight,
+    which `nava-render batch` uses too)."""
+    from nava_core.preflight import lint_findings
+
+    return _finding_dicts(lint_findings(request), request.truncate_prompt)
 
 
 def guidance_form_note(state: dict[str, Any], compiled: Any) -> str:

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the weights live during a render (auto picks from the detected GPU; "
                         "high/balanced/low are the old names of resident/t5_offload/fp8)")
     p.add_argument("--precision", default=None, choices=["nava", "fp32"], help="numeric precision (default nava)")
+    p.add_argument("--no-live-preview", action="store_true",
+                   help="do not show the clip taking shape while it denoises (saves a little time per render)")
     p.add_argument("--allow-path", action="append", default=[], metavar="FOLDER",
                    help="also accept request voice/image paths and weights folders inside FOLDER (repeatable; "
                         "by default only the data folder's uploads, and weights inside the data folder)")
@@ -70,6 +72,8 @@ def create_app(args: argparse.Namespace):  # -> tuple[gr.Blocks, StudioService]
     if choice.is_tiny:
         log.warning("rendering with the tiny random-weight engine: %s", choice.reason)
     engine = Engine(choice, memory_profile=args.memory_profile, precision=args.precision, gpus=args.gpus)
+    if getattr(args, "no_live_preview", False):
+        engine.preview_every = 0
     from app.access import AdminPolicy
     from app.service import QueueLimits
 

@@ -174,15 +174,14 @@ def valid_gpu_counts(available: int | None = None) -> list[int]:
 def memory_estimate(request: RenderRequest, profile: str | None = None, gpus: int | None = None) -> str:
     """Peak VRAM, s/step and total time from `nava_core.estimate`, labelled as an estimate; '' when the
     request cannot be estimated (e.g. a GPU count that does not divide the heads)."""
-    from nava_core.estimate import estimate
+    from nava_core.estimate import duration_text, estimate
 
     try:
         est = estimate(request, profile=profile, gpus=gpus)
     except ValueError as e:  # an estimate is advisory: the render itself reports what is wrong
         log.debug("no estimate: %s", e)
         return ""
-    total = est.total_seconds
-    total_text = f"~{total / 60:.1f} min in total" if total >= 60 else f"~{total:.1f} s in total"
+    total_text = f"~{duration_text(est.total_seconds)} of denoising in total"
     return (f"**Estimate** (computed, not measured): peak VRAM ~{est.peak_vram_bytes / 1e9:.0f} GB per GPU, "
             f"~{est.seconds_per_step:.2g} s/step, {total_text} "
             f"({est.profile} profile, {est.gpus}x {est.gpu_name}).")
@@ -252,6 +251,11 @@ class Engine:
         self.memory_profile = memory_profile
         self.precision = precision
         self.gpus = gpus
+        # live preview every k denoising steps (nava_core.preview); 0 = off. A studio-wide switch: the
+        # Studio tab's "Live preview" box and `--no-live-preview` set it.
+        from nava_core.preview import DEFAULT_PREVIEW_EVERY
+
+        self.preview_every = DEFAULT_PREVIEW_EVERY
         self._pipe: Any = None
         self._lock = threading.Lock()
         # held for a whole render; shared with the Batch tab through StudioService.gpu_lock
@@ -345,7 +349,8 @@ class Engine:
             t_load = time.perf_counter() - t0
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel)
+            preview = self.preview_every if self.gpus == 1 else 0  # a worker group sends no previews
+            outs = render_to_files(pipe, request, out_dir, progress=progress, cancel=cancel, preview_every=preview)
         thumb = (video_thumbnail(outs.mp4, Path(out_dir) / "thumbnail.png") if outs.mp4
                  else audio_picture(outs.wav, Path(out_dir) / "waveform.png"))
         timings = {**outs.timings, "load_s": round(t_load, 3)}
@@ -375,3 +380,11 @@ def guidance_stream_form(*args: Any, **kwargs: Any) -> str:
     from nava_core.guidance import stream_form
 
     return stream_form(*args, **kwargs)
+
+
+def read_embedded_request(path: str | Path) -> str | None:
+    """The request JSON a studio-made MP4/WAV/FLAC (or its sidecar) carries (`nava_core.export.read_request`),
+    for 'Drop a clip made here'; through here so the studio reaches the engine by one door."""
+    from nava_core.export import read_request
+
+    return read_request(path)

@@ -32,9 +32,17 @@ def values_dict(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
 
 
 def state_of(vals: list[Any] | tuple[Any, ...]) -> dict[str, Any]:
-    """Form values + beats + cast (the last two inputs) -> builder state."""
+    """Form values + beats + cast, then (from the Studio page) every builder row field -> builder state.
+
+    The row fields are laid over the beats/cast state (app.studio_rows.merge_rows): what the
+    boxes say is what the state is, whatever the state last heard."""
     n = len(B.FORM_KEYS)
-    return B.state_from_form(values_dict(vals[:n]), list(vals[n] or []), list(vals[n + 1] or []))
+    beats, cast = list(vals[n] or []), list(vals[n + 1] or [])
+    if len(vals) > n + 2:
+        from app.studio_rows import merge_rows
+
+        beats, cast = merge_rows(beats, cast, list(vals[n + 2:]))
+    return B.state_from_form(values_dict(vals[:n]), beats, cast)
 
 
 def lint_group(where: str) -> str:

@@ -22,6 +22,34 @@ class HistoryView:
         """Renders of every origin, newest first."""
         return self.jobs.list(newest_first=True, limit=limit)
 
+    def search(self, text: str, limit: int = 200) -> list[Job]:
+        """Renders whose id, title, batch label, state, error or prompt contain every word of `text`."""
+        words = [w.lower() for w in (text or "").split()]
+        jobs = self.list(limit=limit if not words else 10 * limit)
+        if not words:
+            return jobs
+        def hay(j: Job) -> str:
+            return " ".join(str(x) for x in (j.id, j.title, j.label, j.state, j.batch_id or "", j.error or "",
+                                             j.request_json)).lower()
+        return [j for j in jobs if all(w in hay(j) for w in words)][:limit]
+
+    def delete(self, job_id: int | str, outputs_root: Path) -> str:
+        """Delete a finished render and its files (only inside the outputs folder); returns what was done."""
+        import shutil
+
+        try:
+            job = self.jobs.delete(int(job_id))
+        except (TypeError, ValueError):
+            job = None
+        if job is None:
+            return f"Render {job_id} is not a finished render in the history (waiting ones are cancelled, not deleted)."
+        folder = Path(job.final_dir) if job.final_dir else None
+        root = Path(outputs_root).resolve()
+        if folder is not None and folder.exists() and folder.resolve().is_relative_to(root) and folder.resolve() != root:
+            shutil.rmtree(folder, ignore_errors=True)
+            return f"Render {job.id} and its files were deleted."
+        return f"Render {job.id} was removed from the history."
+
     def get(self, job_id: int | str) -> Job | None:
         try:
             return self.jobs.get(int(job_id))

@@ -20,10 +20,11 @@ from app.service import StudioError, StudioService
 HEADERS = ["id", "when", "status", "title", "mode", "seconds", "time (s)", "message"]
 
 
-def history_rows(service: StudioService) -> tuple[list[tuple[str, str]], list[list[Any]]]:
-    """(gallery items, table rows) for the store's renders, newest first."""
+def history_rows(service: StudioService, query: str = "") -> tuple[list[tuple[str, str]], list[list[Any]]]:
+    """(gallery items, table rows) for the store's renders of every origin (studio, API, batch), newest
+    first; `query` keeps the ones whose title, id, state, batch or prompt contain all its words."""
     gallery, rows = [], []
-    for job in service.history.list():
+    for job in service.history.search(query):
         try:
             req = json.loads(job.request_json)
         except json.JSONDecodeError:
@@ -54,18 +55,23 @@ class HistoryTab:
 
 def build_history_tab(service: StudioService, tab: gr.Tab) -> HistoryTab:
     """Create the tab's components inside `tab` (opened by the caller) and wire its own events."""
-    refresh = gr.Button("Refresh", size="sm")
+    with gr.Row(equal_height=True):
+        search = gr.Textbox(label="Search renders", placeholder="words from the title, prompt, batch or state",
+                            scale=4, elem_id="history-search")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=90)
     gallery = gr.Gallery(label="Renders (click one to show it)", columns=8, rows=1, height=200,
                          object_fit="contain", allow_preview=False, elem_id="history-gallery")
     table = gr.Dataframe(headers=HEADERS, interactive=False, label="All renders")
     with gr.Row():
         selected = gr.Textbox(label="Selected render id", interactive=True)
         reuse_btn = gr.Button("Reuse settings", variant="primary", elem_id="reuse-btn")
+        delete_btn = gr.Button("Delete render", variant="stop", elem_id="history-delete")
+    note = gr.Markdown(elem_id="history-note")
     video = gr.Video(label="Selected render", interactive=False)
     request = gr.Code(label="Request", language="json")
 
-    def _lists():
-        return history_rows(service)
+    def _lists(query: str = ""):
+        return history_rows(service, query or "")
 
     def _show(rid: Any):
         job = service.history.get(rid)
@@ -80,8 +86,20 @@ def build_history_tab(service: StudioService, tab: gr.Tab) -> HistoryTab:
     def _pick_gallery(evt: gr.SelectData):
         return _show(str(evt.value["caption"] if isinstance(evt.value, dict) else evt.value).split(" ")[0])
 
-    tab.select(_lists, None, [gallery, table])
-    refresh.click(_lists, None, [gallery, table])
+    tab.select(_lists, search, [gallery, table], api_visibility="private")
+    refresh.click(_lists, search, [gallery, table], api_visibility="private")
+    search.change(_lists, search, [gallery, table], trigger_mode="always_last", show_progress="hidden",
+                  api_visibility="private")
+
+    def _delete(rid: str, query: str):
+        if not str(rid or "").strip():
+            return "Pick a render first (click it in the gallery or the table).", gr.update(), gr.update(), \
+                gr.update(), gr.update(), gr.update()
+        message = service.history.delete(str(rid).strip(), service.paths.outputs)
+        return (message, "", None, "", *_lists(query))
+
+    delete_btn.click(_delete, [selected, search], [note, selected, video, request, gallery, table],
+                     api_visibility="private")
     table.select(_pick_row, table, [selected, video, request])
     gallery.select(_pick_gallery, None, [selected, video, request])
     return HistoryTab(gallery, table, selected, reuse_btn)

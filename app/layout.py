@@ -9,7 +9,6 @@ import logging
 import gradio as gr
 
 from app import engine as E
-from app import handlers as H
 from app.api import keep_api_to, mount_api
 from app.batch_tab import build_batch_tab
 from app.history_tab import build_history_tab, history_rows, reuse_state
@@ -17,7 +16,7 @@ from app.model_tab import build_model_tab
 from app.rewrite_panel import build_rewrite_settings, wire_rewrite
 from app.rewrites import RewriteService
 from app.service import StudioError, StudioService
-from app.studio_tab import build_studio_tab
+from app.studio_tab import build_studio_tab, wire_loads
 from app.timeline_tab import build_timeline_tab
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> 
             with gr.Tab("Studio", id="studio"):
                 studio = build_studio_tab(service, demo)
             with gr.Tab("Voice cast & timeline", id="timeline") as timeline_tab:
-                build_timeline_tab(service, studio, timeline_tab)
+                tl_status, subs_file = build_timeline_tab(service, studio, timeline_tab)
             with gr.Tab("History", id="history") as history_tab:
                 history = build_history_tab(service, history_tab)
             with gr.Tab("Batch", id="batch"):
@@ -46,21 +45,28 @@ def build_ui(service: StudioService, rewrites: RewriteService | None = None) -> 
         mount_api(service)
 
         # ---- wiring between tabs ----
-        studio.estimate.change(lambda text: text, studio.estimate, model_estimate, show_progress="hidden")
+        studio.estimate.change(lambda text: text, studio.estimate, model_estimate, show_progress="hidden",
+                               api_visibility="private")
+        studio.on_load_reset = [(tl_status, ""), (subs_file, None)]  # a new project leaves no old status behind
+        wire_loads(studio, service, demo)
         if studio.rewrite is not None:
             wire_rewrite(rewrites, studio.rewrite, rewrite_settings, studio.form, studio.all_inputs)
-        studio.render_event.then(lambda: history_rows(service), None, history.lists)
+        studio.render_event.then(lambda: history_rows(service), None, history.lists, api_visibility="private")
 
         def _reuse(rid: str, r: int):
             try:
                 state = reuse_state(service, rid)
             except StudioError as e:
                 gr.Warning(str(e))
-                return [gr.update()] * (len(studio.form_list) + 2) + [r, gr.update()]
+                return [gr.update()] * (len(studio.state_outputs) + 1)
             gr.Info(f"Builder restored from render {rid}.")
-            return [*H.form_updates(state), r + 1, gr.Tabs(selected="studio")]
+            return [*studio.load_updates(state, f"settings of render #{rid}", None, int(r or 0)),
+                    gr.Tabs(selected="studio")]
 
-        history.reuse_btn.click(_reuse, [history.selected, studio.rev], [*studio.state_outputs, tabs])
+        history.reuse_btn.click(_reuse, [history.selected, studio.rev], [*studio.state_outputs, tabs],
+                                api_visibility="private").then(
+            lambda b, c: studio.rows.updates(list(b or []), list(c or [])), [studio.beats, studio.cast],
+            studio.rows.outputs, show_progress="hidden", api_visibility="private").then(**studio.recompile)
 
     keep_api_to(demo)
     return demo

@@ -43,6 +43,21 @@ def folder_report(folder: str) -> tuple[str, list[list[str]], Any]:
     return text, status.rows, gr.update(visible=only_speaker)
 
 
+def button_variants(folder: str) -> tuple[Any, Any]:
+    """'Use this folder' is the main action only when the folder is complete; otherwise 'Download weights' is."""
+    complete = E.weight_status(folder).complete
+    return (gr.update(variant="primary" if complete else "secondary"),
+            gr.update(variant="secondary" if complete else "primary"))
+
+
+def error_box(message: str) -> str:
+    """A failure in plain words that stays on the page (a toast disappears after seconds)."""
+    text = message.strip()
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
+    return f'<div class="nava-model-error" role="alert">⛔ {text}</div>'
+
+
 def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
     """Build the tab; returns the estimate box the builder keeps up to date."""
     summary = gr.Markdown(engine_summary(service), elem_id="model-summary")
@@ -51,12 +66,15 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
     folder = gr.Textbox(value=default_folder, label="Weights folder")
     with gr.Row():
         inspect_btn = gr.Button("Inspect folder")
-        use_btn = gr.Button("Use this folder", variant="primary")
+        complete = E.weight_status(default_folder).complete
+        use_btn = gr.Button("Use this folder", variant="primary" if complete else "secondary", elem_id="use-folder")
         tiny_btn = gr.Button("Use tiny preview weights")
-        download_btn = gr.Button("Download weights")
+        download_btn = gr.Button("Download weights", variant="secondary" if complete else "primary",
+                                 elem_id="download-weights")
         speaker_btn = gr.Button("Download speaker encoder", visible=False, elem_id="download-speaker")
     report_md, rows, speaker_vis = folder_report(default_folder)
     speaker_btn.visible = speaker_vis["visible"]
+    error = gr.HTML("", elem_id="model-error")
     report = gr.Markdown(report_md)
     table = gr.Dataframe(value=rows, headers=["component", "status", "path", "size"], interactive=False,
                          label="Weight files")
@@ -84,10 +102,15 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
         except AccessDenied as e:
             raise gr.Error(f"{e}.") from e
 
-    def _inspect(arg: str, request: gr.Request) -> tuple[Any, ...]:
-        return folder_report(_admin(request, "Inspecting a weights folder", arg))
+    def _report(folder: str) -> tuple[Any, ...]:
+        return (*folder_report(folder), *button_variants(folder), "")
 
-    inspect_btn.click(_inspect, folder, [report, table, speaker_btn], api_visibility="private")
+    def _inspect(arg: str, request: gr.Request) -> tuple[Any, ...]:
+        return _report(_admin(request, "Inspecting a weights folder", arg) or str(service.paths.weights))
+
+    report_outs = [report, table, speaker_btn, use_btn, download_btn, error]
+    inspect_btn.click(_inspect, folder, report_outs, api_visibility="private")
+    folder.submit(_inspect, folder, report_outs, api_visibility="private")
 
     def _use(arg: str, prof: str, n: int, prec: str, request: gr.Request | None = None,
              _checked: bool = False) -> tuple[Any, ...]:
@@ -127,19 +150,23 @@ def build_model_tab(service: StudioService, banner: gr.Markdown) -> gr.Markdown:
 
         try:
             E.download_weights(arg, cb)
-        except Exception as e:  # noqa: BLE001 - shown as a message that says what to do
-            raise gr.Error(str(e)) from e
-        return folder_report(arg)
+        except Exception as e:  # noqa: BLE001 - shown as a message that says what to do, and kept on the page
+            log.warning("weights download failed: %s", e)
+            gr.Warning("The download failed; the Model tab says why.")
+            return (*folder_report(arg), *button_variants(arg), error_box(str(e)))
+        return _report(arg)
 
     def _download_speaker(arg: str, request: gr.Request, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         arg = _admin(request, "Downloading the speaker encoder", arg) or str(service.paths.weights)
         try:
             path = E.download_speaker_encoder(lambda m, f: progress(f, desc=m))
         except Exception as e:  # noqa: BLE001
-            raise gr.Error(str(e)) from e
+            log.warning("speaker encoder download failed: %s", e)
+            gr.Warning("The download failed; the Model tab says why.")
+            return (*folder_report(arg), *button_variants(arg), error_box(str(e)))
         gr.Info(f"Speaker encoder saved to {path}; press 'Use this folder' to render with these weights.")
-        return folder_report(arg)
+        return _report(arg)
 
-    download_btn.click(_download, folder, [report, table, speaker_btn], api_visibility="private")
-    speaker_btn.click(_download_speaker, folder, [report, table, speaker_btn], api_visibility="private")
+    download_btn.click(_download, folder, report_outs, api_visibility="private")
+    speaker_btn.click(_download_speaker, folder, report_outs, api_visibility="private")
     return estimate

@@ -75,6 +75,13 @@ class RenderView:
     error: str = ""
 
 
+def limit_key(owner: str) -> str:
+    """Who a job counts against for the per-client limit. The Studio tab records its jobs as
+    'CLIENT#BROWSER' (the server's `app.api.client_id`, then the page's own id that survives a reload):
+    the limit follows the server's part, which a browser cannot choose."""
+    return (owner or "").split("#", 1)[0]
+
+
 class StudioService:
     """One running studio: its data folder, its engine, and the one job store every render goes through.
 
@@ -110,11 +117,17 @@ class StudioService:
         migrate_data_folder(paths)
         self.jobs = JobQueue(paths.jobs_db)
         self.history = HistoryView(self.jobs)
-        self.worker = Worker(self.jobs, self._render, paths.outputs)
+        self.live_preview: tuple[int, Any] | None = None  # (job id, nava_core.preview.Preview) while it denoises
+        self.worker = Worker(self.jobs, self._render, paths.outputs, on_progress=self._keep_preview)
         resumed = self.jobs.counts()["queued"]
         if resumed:
             log.info("resuming %d queued render(s) from the previous run", resumed)
         self.worker.start()
+
+    def _keep_preview(self, ev: ProgressEvent) -> None:
+        """The running job's latest live preview (the worker keeps only its latest event)."""
+        if ev.preview is not None and self.worker.current is not None:
+            self.live_preview = (self.worker.current, ev.preview)
 
     @property
     def gpu_lock(self) -> threading.RLock:
@@ -150,6 +163,10 @@ class StudioService:
         """Blocking problems (errors) that must be fixed before rendering."""
         problems = [f"{f['where']}: {f['message']}" + (f" ({f['fix']})" if f["fix"] else "")
                     for f in B.lint_state(state) if f["severity"] == "error"]
+        settings = state.get("settings") or {}
+        if settings.get("prompt_manual") and not (settings.get("prompt_text") or "").strip():
+            problems.append("prompt: the hand-edited prompt is empty; type the prompt, or untick "
+                            "'Edit the prompt by hand' to render the builder's prompt")
         for i, beat in enumerate(state["project"]["timeline"]):
             if beat.get("kind") == "line" and not (beat.get("text") or "").strip():
                 problems.append(f"line {i + 1}: the text is empty; type what the speaker says or remove the line")
@@ -158,11 +175,16 @@ class StudioService:
     # ---- uploads -------------------------------------------------------------------------------
 
     def _store(self, src: str | Path, folder: Path) -> Path:
-        """Content-addressed copy into the data folder: survives Gradio's temp clean-up, never overwritten."""
+        """Content-addressed copy into the data folder: survives Gradio's temp clean-up, never overwritten.
+
+        Stored as `<digest>/<the file's own name>` so the page shows voices and images by the names a
+        person gave them (`mia.wav`, not `8f67a8c4f34210d5.wav`)."""
         src = Path(src)
         digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-        dst = folder / f"{digest}{src.suffix.lower()}"
+        name = "".join(c if c.isalnum() or c in "-_. " else "_" for c in src.name).strip(" .") or f"file{src.suffix}"
+        dst = folder / digest / name
         if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp")
             shutil.copyfile(src, tmp)
             tmp.replace(dst)
@@ -356,7 +378,7 @@ class StudioService:
         if len(waiting) >= self.limits.total:
             raise QueueFull(f"The render queue is full ({len(waiting)} renders waiting or running, the limit is "
                             f"{self.limits.total}); nothing was queued. What to do: try again when some have finished.")
-        mine = sum(1 for j in waiting if j.owner == owner)
+        mine = sum(1 for j in waiting if limit_key(j.owner) == limit_key(owner))
         if mine >= self.limits.per_client:
             raise QueueFull(f"The render queue is full for you: {mine} of your renders are waiting or running (the "
                             f"limit per client is {self.limits.per_client}); nothing was queued. What to do: wait "

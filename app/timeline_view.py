@@ -37,6 +37,7 @@ def timeline_html(project_dict: dict[str, Any], clip_seconds: float, stamp: str 
     """The timeline picture; `stamp` makes a re-render after a refused drag differ, so the block snaps back."""
     lines = timed_lines(project_dict)
     speakers = [c["id"] for c in project_dict.get("cast", [])]
+    names = {c["id"]: (c.get("name") or "").strip() for c in project_dict.get("cast", [])}
     for t in lines:
         if t.speaker not in speakers:
             speakers.append(t.speaker)
@@ -57,8 +58,10 @@ def timeline_html(project_dict: dict[str, Any], clip_seconds: float, stamp: str 
                 f'title="{html.escape(title)}" '
                 f'style="left:{left:.2f}%;width:{width:.2f}%;background:{color}">{t.line_index + 1}. {html.escape(t.text)}</div>'
             )
-        lanes.append(f'<div class="nava-lane" data-speaker="{html.escape(spk)}"><span class="nava-lane-label">'
-                     f'{html.escape(spk or "?")}</span>{"".join(clips)}</div>')
+        label = names.get(spk) or spk or "?"  # the cast name a person gave; the id when there is none
+        lanes.append(f'<div class="nava-lane" data-speaker="{html.escape(spk)}"><span class="nava-lane-label" '
+                     f'title="{html.escape(label)} (speaker {html.escape(spk)})">'
+                     f'{html.escape(label)}</span>{"".join(clips)}</div>')
     ticks = "".join(
         f'<span class="nava-tick" style="left:{100 * s / end:.2f}%">{s:g}s</span>' for s in range(0, int(end) + 1)
     )

@@ -320,6 +320,25 @@ def check_files(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
     return out
 
 
+def lint_jobs(jobs: Sequence[PlannedJob]) -> list[PlannedJob]:
+    """The Studio's prompt checks (nava_core.preflight) on every planned job: a batch never renders what
+    the Studio would refuse. Raises BatchError naming the first job that fails; the jobs otherwise."""
+    from nava_core.preflight import lint_problems
+
+    seen: set[tuple[str, str, float]] = set()
+    for job in jobs:
+        r = job.request
+        key = (r.prompt, json.dumps(r.project, sort_keys=True) if r.project else "", r.seconds)
+        if key in seen:  # seeds and guidance do not change the lint
+            continue
+        seen.add(key)
+        problems = lint_problems(r)
+        if problems:
+            raise BatchError(f"batch job {job.label}", "; ".join(problems),
+                             "fix the preset or bundle, or make the clip longer")
+    return list(jobs)
+
+
 def batch_id_for(defn: BatchDefinition) -> str:
     """Same definition (after flags and path resolution) -> same id, so a re-run resumes it."""
     digest = hashlib.sha256(defn.to_json().encode("utf-8")).hexdigest()[:10]

@@ -31,6 +31,7 @@ from nava_core.batch import (
     batch_id_for,
     check_files,
     expand_batch,
+    lint_jobs,
     fmt_seconds,
 )
 from nava_core.estimate import render_seconds
@@ -121,7 +122,7 @@ def plan_batch(
         defn = dataclasses.replace(defn, overrides={**defn.overrides, **overrides})
     defn = _absolute_sources(defn, p.resolve().parent)
     jobs = expand_batch(defn, bundle_dir=Path(out_dir) / "bundles")
-    jobs = check_files(jobs)
+    jobs = lint_jobs(check_files(jobs))  # files first (their message is the more specific), then the lint
     est = sum(render_seconds(j.request, tiny) for j in jobs)
     return BatchPlan(defn, jobs, batch_id_for(defn), est)
 

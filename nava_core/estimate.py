@@ -94,6 +94,10 @@ SMALL_COMPONENT_BYTES = 0.40 * GB  # audio VAE + vocoder + speaker encoder
 CUDA_CONTEXT_BYTES = 0.8 * GB
 VAE_DECODE_BYTES_PER_PIXEL = 30_000  # decoder working set per frame pixel (one causal chunk)
 VAE_TILE_PIXELS = (22 * 16) * (40 * 16)  # tiled decode works on 22x40-latent tiles
+# A forward can never be faster than reading its weights once and launching its kernels: with few tokens
+# (audio-only clips) the FLOP count alone would promise ~0.01 s/step, which no GPU delivers.
+REFERENCE_HBM_BYTES_PER_S = 3.35e12  # H100 SXM HBM3
+KERNEL_OVERHEAD_S_PER_BLOCK = 2e-4  # ~25 eager kernel launches per transformer block at ~8 us each
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,18 @@ class Estimate:
     label: str = "estimate"
 
     def describe(self) -> str:
-        return (f"{self.label}: ~{self.peak_vram_bytes / GB:.0f} GB per GPU, ~{self.seconds_per_step:.1f} s/step, "
-                f"~{self.total_seconds / 60:.1f} min ({self.forwards_per_step} forwards/step, profile "
+        return (f"{self.label}: ~{self.peak_vram_bytes / GB:.0f} GB per GPU, ~{self.seconds_per_step:.2g} s/step, "
+                f"~{duration_text(self.total_seconds)} ({self.forwards_per_step} forwards/step, profile "
                 f"{self.profile}, {self.gpus}x {self.gpu_name})")
+
+
+def duration_text(seconds: float) -> str:
+    """'1.6 s', '48 s', '3.8 min', '2.1 h': two significant figures, never '0.0 s'."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 @dataclass(frozen=True)
@@ -193,6 +206,14 @@ def _raw_peak_bytes(profile: MemoryProfile, config: NAVAConfig, video_tokens: in
     return max(encode_phase, denoise_phase, decode_phase)
 
 
+def _forward_floor_s(config: NAVAConfig, profile: MemoryProfile) -> float:
+    """Lower bound of one forward's time: stream the stored backbone weights once from GPU memory, plus
+    kernel launch overhead per block (every GPU of a sequence-parallel group holds all weights)."""
+    pc = param_counts(config)
+    stored = (pc.block_linear + 4 * (pc.block_other + pc.other)) if profile.fp8_backbone else 4 * pc.total
+    return stored / REFERENCE_HBM_BYTES_PER_S + config.num_layers * KERNEL_OVERHEAD_S_PER_BLOCK
+
+
 def _reference_raw_peak(profile: MemoryProfile, config: NAVAConfig) -> float:
     return _raw_peak_bytes(profile, config, REFERENCE_VIDEO_TOKENS, REFERENCE_AUDIO_TOKENS, REFERENCE_FORWARDS,
                            REFERENCE_GPUS, 1280 * 704, True)
@@ -239,6 +260,7 @@ def estimate(
     slowdown = (prof.reference_s_per_step or ref.reference_s_per_step) / ref.reference_s_per_step
     flops = forwards * forward_flops(config, video_tokens, audio_tokens) / n_gpus
     s_per_step = flops / (peak * achieved_fraction) * slowdown
+    s_per_step = max(s_per_step, forwards * _forward_floor_s(config, prof) * slowdown)
 
     # memory: physical model anchored to the published peak of the equivalent setting
     pixels = request.width * request.height if request.has_video else 0

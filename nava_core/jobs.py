@@ -434,6 +434,16 @@ class JobQueue:
                 return True
             return False
 
+    def delete(self, job_id: int) -> Job | None:
+        """Forget a finished job (History's Delete); returns its last row, or None when it does not exist
+        or has not finished (a waiting or running job is cancelled, never deleted)."""
+        with self._tx() as c:
+            row = c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["state"] not in ("done", "failed", "cancelled"):
+                return None
+            c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(row)
+
     def release(self, job_id: int, note: str = "") -> bool:
         """Running -> queued without counting the attempt: the run stopped for a reason outside the job
         (its output folder is full or gone), so it waits for the next run as if it had never started."""

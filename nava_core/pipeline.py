@@ -28,7 +28,7 @@ from diffusers import DiffusionPipeline
 from nava_core.config import NAVAConfig
 from nava_core.guidance import Branch, BranchForward, BranchInputs, Pred, combine, plan_branches, run_branches
 from nava_core.progress import CancelToken, ProgressCallback, ProgressEvent, StepTimer, null_progress
-from nava_core.request import RenderRequest, RequestError, count_spans, voices_for_spans
+from nava_core.request import RenderRequest, count_spans, voices_for_spans
 from nava_core.scheduler import make_scheduler
 from nava_core.speedups import get_speedup
 from nava_core.step_cache import StepReuse
@@ -121,6 +121,7 @@ class NAVAPipeline(DiffusionPipeline):
         self.speed: Any = None  # nava_core.speed.SpeedState once loaded by from_pretrained
         self.branch_runner: Any = None  # nava_core.cfg_parallel.CfgParallel on a CFG-parallel rank
         self.last_step_reuse: Any = None  # the last render's nava_core.step_cache.StepReuse (its savings)
+        self._preview_maker: Any = None  # nava_core.preview.PreviewMaker, made on the first preview
 
     # ---- loading -----------------------------------------------------------------------------
 
@@ -345,8 +346,13 @@ class NAVAPipeline(DiffusionPipeline):
         cond: Conditions,
         progress: ProgressCallback = null_progress,
         cancel: CancelToken | None = None,
+        preview_every: int = 0,
     ) -> tuple[torch.Tensor | None, torch.Tensor, int]:
-        """The sampling loop; returns final video latents, audio latents and the number of forwards."""
+        """The sampling loop; returns final video latents, audio latents and the number of forwards.
+
+        With `preview_every=k > 0` every k-th step's event (and the last step's) carries a `Preview` of the
+        current clean estimate; previews never change the result.
+        """
         if self.transformer.precision != request.precision:
             self.transformer.set_precision(request.precision)
         video, audio = self.prepare_noise(request)
@@ -376,11 +382,30 @@ class NAVAPipeline(DiffusionPipeline):
 
             # exact unless the request opts into a speed-up (nava_core.speedups)
             v_pred, a_pred = reuse.predict(branches, run, video, audio, lambda p: combine(p, scales))
+            shown = None
+            if preview_every > 0 and ((i + 1) % preview_every == 0 or i + 1 == len(timesteps)):
+                shown = self._preview(request, i, len(timesteps), sched_a.sigmas[i], video, v_pred, audio, a_pred)
             if video is not None:
                 video = sched_v.step(v_pred, t, video, return_dict=False)[0]
             audio = sched_a.step(a_pred, t, audio, return_dict=False)[0]
-            progress(ProgressEvent("denoising", i + 1, len(timesteps), eta_s=timer.tick()))
+            progress(ProgressEvent("denoising", i + 1, len(timesteps), eta_s=timer.tick(), preview=shown))
         return video, audio, counter[0]
+
+    def _preview(self, request: RenderRequest, i: int, total: int, sigma: torch.Tensor, video: torch.Tensor | None,
+                 v_pred: torch.Tensor | None, audio: torch.Tensor, a_pred: torch.Tensor) -> Any:
+        """The clean estimate x0 = x - sigma * v of both streams as a cheap `Preview`; None if it fails
+        (a preview is a convenience and must never stop a render)."""
+        from nava_core.preview import PreviewMaker
+
+        try:
+            if self._preview_maker is None:
+                self._preview_maker = PreviewMaker()
+            s = float(sigma)
+            v0 = video - s * v_pred if video is not None and v_pred is not None else None
+            return self._preview_maker.make(self, i + 1, total, request.output_seconds, v0, audio - s * a_pred)
+        except Exception as e:  # noqa: BLE001
+            logger.warning("live preview failed at step %d: %s", i + 1, e)
+            return None
 
     # ---- decoding ----------------------------------------------------------------------------
 
@@ -407,7 +432,9 @@ class NAVAPipeline(DiffusionPipeline):
         request: RenderRequest,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        preview_every: int = 0,
     ) -> RenderResult:
+        """Render one request; `preview_every=k` adds a live preview to every k-th denoising event."""
         from nava_core.memory import prepare_render
 
         progress = progress or null_progress
@@ -420,7 +447,7 @@ class NAVAPipeline(DiffusionPipeline):
         cond = self.encode_conditions(request)
         timings["encode_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        video, audio, forwards = self.denoise(request, cond, progress, cancel)
+        video, audio, forwards = self.denoise(request, cond, progress, cancel, preview_every)
         timings["denoise_s"] = time.perf_counter() - t1
         if self.last_step_reuse is not None and not self.last_step_reuse.speedup.exact:
             timings.update(self.last_step_reuse.stats())

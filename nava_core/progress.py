@@ -10,7 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
+
+if TYPE_CHECKING:
+    from nava_core.preview import Preview
 
 Phase = Literal[
     "loading",  # loading weights
@@ -40,6 +43,8 @@ class ProgressEvent:
     total: int = 0
     eta_s: float | None = None
     message: str = ""
+    # set every few denoising steps when the render asked for a live preview (nava_core.preview)
+    preview: "Preview | None" = None
 
     @property
     def fraction(self) -> float:

@@ -37,14 +37,15 @@ def unique_stem(out_dir: Path, request: RenderRequest) -> Path:
 
 
 def subtitles_for(request: RenderRequest) -> str | None:
-    """SRT text for the request's spoken lines (from its project, else parsed from the prompt)."""
+    """SRT text for the request's spoken lines (from its project, else parsed from the prompt), with no
+    cue past the end of the clip actually rendered."""
     try:
         import prompt_builder as pb
     except ImportError:
         return None
     try:
         project = pb.Project.from_dict(request.project) if request.project else pb.parse_prompt(request.prompt)
-        srt = pb.to_srt(project)
+        srt = pb.to_srt(project, seconds=request.output_seconds)
     except Exception as e:  # subtitles are a convenience: never fail a render for them
         logger.warning("no subtitles for this render: %s", e)
         return None
@@ -57,8 +58,12 @@ def render_to_files(
     out_dir: str | Path,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    preview_every: int = 0,
 ) -> RenderOutputs:
     """Render and write every output atomically; a cancelled render leaves no file behind.
+
+    `preview_every=k` asks for a live preview on every k-th denoising event (nava_core.preview); it is
+    only passed on when set, so renderers without previews (a worker group) still work with it off.
 
     The sidecar, the MP4/WAV metadata and the returned result all carry the request the pipeline
     rendered (`RenderResult.request`), so they cannot disagree with it.
@@ -66,7 +71,8 @@ def render_to_files(
     progress = progress or null_progress
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = pipe(request, progress=progress, cancel=cancel)
+    extra = {"preview_every": preview_every} if preview_every > 0 else {}
+    result = pipe(request, progress=progress, cancel=cancel, **extra)
     if cancel is not None and cancel.cancelled:
         raise RenderCancelled("render cancelled")
     progress(ProgressEvent("writing"))

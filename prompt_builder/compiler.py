@@ -26,6 +26,12 @@ _RATE_ZH = {"slow": "语速缓慢", "fast": "语速较快", "normal": ""}
 _VOLUME_EN = {"soft": "softly", "quiet": "quietly", "loud": "loudly", "normal": ""}
 _VOLUME_ZH = {"soft": "声音轻柔", "quiet": "声音很轻", "loud": "声音洪亮", "normal": ""}
 _NO_MUSIC = {"", "none", "no", "no music", "无", "无音乐", "无背景音乐"}
+# A setting that already starts with one of these reads as a place ("on a rooftop"); others get "in".
+_PLACE_PREPOSITIONS = ("in ", "at ", "on ", "inside ", "outside ", "under ", "underneath ", "near ", "by ",
+                       "aboard ", "behind ", "beside ", "across ", "along ", "over ", "among ", "amid ",
+                       "between ", "around ", "beneath ", "above ", "through ", "within ", "atop ", "off ",
+                       "from ", "during ", "into ", "onto ", "upon ", "against ", "next to ", "in front of ",
+                       "somewhere ", "here", "there", "everywhere", "indoors", "outdoors", "underwater")
 SILENT_EN = "There is no dialogue and no narration in the video."
 SILENT_ZH = "画面中没有人物对白，也没有任何旁白。"
 
@@ -96,6 +102,46 @@ def _upper_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _lower_start(text: str) -> str:
+    """Lower-case a sentence's first word after a connector ("Then, a hand..."), keeping names and
+    acronyms ("Then, Anna...", "Then, NASA...")."""
+    first = text.split(" ", 1)[0]
+    if first in ("A", "An", "The"):
+        return first.lower() + text[len(first):]
+    return _lower_first(text)
+
+
+def _article(phrase: str) -> str:
+    """'a' or 'an' for a noun phrase, or '' when it already starts with an article or determiner."""
+    low = phrase.lower()
+    if low.startswith(("a ", "an ", "the ", "one ", "this ", "that ", "his ", "her ", "their ", "its ")):
+        return ""
+    vowel = low[:1] in "aeiou" and not low.startswith(("one", "uni", "use", "eu", "ur"))
+    return "an" if vowel or low.startswith(("hour", "honest")) else "a"
+
+
+def _with_article(phrase: str) -> str:
+    art = _article(phrase)
+    return f"{art} {phrase}" if art else phrase
+
+
+def _place_en(setting: str) -> str:
+    """'a sunlit corner cafe' -> 'in a sunlit corner cafe'; 'on a rooftop' stays as written."""
+    low = setting.lower()
+    return setting if low.startswith(_PLACE_PREPOSITIONS) else f"in {setting}"
+
+
+def _round_seconds(seconds: float) -> float:
+    """Durations in prose are read by a model and a person: one decimal is all either can use."""
+    return round(seconds, 1)
+
+
+def seconds_en(seconds: float) -> str:
+    """'0.5 seconds', '1 second', '2 seconds'."""
+    r = _round_seconds(seconds)
+    return f"{r:g} second" + ("" if r == 1 else "s")
+
+
 class _Writer:
     """Shared sentence assembly; subclasses supply the language's phrasing."""
 
@@ -149,7 +195,7 @@ class _EnWriter(_Writer):
         style, setting = _strip_end(s.style), _strip_end(s.setting)
         if style or setting:
             head = f"This {style} video" if style else "This video"
-            out.append(head + (f" takes place {setting}." if setting else "."))
+            out.append(head + (f" takes place {_place_en(setting)}." if setting else "."))
         clauses = []
         if s.lighting:
             clauses.append(f"the lighting is {_strip_end(s.lighting)}")
@@ -184,8 +230,8 @@ class _EnWriter(_Writer):
         return "Then, " if i % 2 else "Next, "
 
     def action_sentence(self, beat: Beat, conn: str) -> str:
-        pause = f"after a pause of about {beat.pause:g} seconds, " if beat.pause >= 0.3 else ""
-        return f"{conn}{pause}{_lower_first(_strip_end(beat.text))}."
+        pause = f"after a pause of about {seconds_en(beat.pause)}, " if beat.pause >= 0.3 else ""
+        return f"{conn}{pause}{_lower_start(_strip_end(beat.text))}."
 
     def line_sentence(self, beat: Beat, k: int, lines: list[Beat], conn: str = "Then, ") -> str:
         name, position, voice = self.speaker_bits(beat.speaker)
@@ -203,7 +249,7 @@ class _EnWriter(_Writer):
             intro += " " + " and ".join(how)
         if voice and first:
             intro += f" in a {voice} voice"
-        pause = f"after a pause of about {beat.pause:g} seconds, " if beat.pause >= 0.3 else ""
+        pause = f"after a pause of about {seconds_en(beat.pause)}, " if beat.pause >= 0.3 else ""
         return f"{conn}{pause}{intro}: {_span(beat.text)}"
 
     def silent(self) -> str:
@@ -214,9 +260,12 @@ class _EnWriter(_Writer):
         out = []
         frame = []
         if c.shot_size:
-            frame.append(f"a {_strip_end(c.shot_size)} shot")
+            shot = _strip_end(c.shot_size)
+            shot = shot if shot.lower().endswith("shot") else f"{shot} shot"  # "a medium two-shot", not "two-shot shot"
+            frame.append(_with_article(shot))
         if c.angle:
-            frame.append(f"from {_strip_end(c.angle)}")
+            angle = _strip_end(c.angle)
+            frame.append(f"from {_with_article(angle) if angle.lower().endswith('angle') else angle}")
         head = "The camera frames " + " ".join(frame) if frame else ""
         if c.movement:
             head = (head + " and " if head else "The camera ") + _lower_first(_strip_end(c.movement))
@@ -304,7 +353,7 @@ class _ZhWriter(_Writer):
         return "随后，" if i % 2 else "接着，"
 
     def action_sentence(self, beat: Beat, conn: str) -> str:
-        pause = f"停顿约{beat.pause:g}秒后，" if beat.pause >= 0.3 else ""
+        pause = f"停顿约{_round_seconds(beat.pause):g}秒后，" if beat.pause >= 0.3 else ""
         return f"{conn}{pause}{_strip_end(beat.text)}。"
 
     def line_sentence(self, beat: Beat, k: int, lines: list[Beat], conn: str = "随后，") -> str:
@@ -324,7 +373,7 @@ class _ZhWriter(_Writer):
             intro += "，" + "，".join(bits)
         if voice and first:
             intro += f"，用{voice}的声音"
-        pause = f"停顿约{beat.pause:g}秒后，" if beat.pause >= 0.3 else ""
+        pause = f"停顿约{_round_seconds(beat.pause):g}秒后，" if beat.pause >= 0.3 else ""
         return f"{conn}{pause}{intro}{verb}：{_span(beat.text)}。"
 
     def silent(self) -> str:

@@ -6,6 +6,8 @@ the findings apart; `fix` says what to do in plain words.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass
 
@@ -118,10 +120,20 @@ def _token_findings(text: str) -> list[Finding]:
     return []
 
 
+def _secs(seconds: float) -> str:
+    """A clip length as a person reads it: 2.04167 -> '2.04'."""
+    return f"{round(seconds, 2):g}"
+
+
+def _over(seconds: float) -> str:
+    """A time that overruns the clip, rounded up so it never reads as shorter than the clip: 2.041 -> '2.1'."""
+    return f"{math.ceil(seconds * 10 - 1e-9) / 10:.1f}"
+
+
 def _fit_finding(needed: float, seconds: float, where: str, rate_note: str) -> list[Finding]:
     if needed > seconds + 1e-6:
-        return [Finding("error", where, f"dialogue cannot fit: it needs about {needed:.1f} s {rate_note} "
-                        f"but the clip is {seconds:g} s", "shorten or cut lines, speak faster, or make the clip longer",
+        return [Finding("error", where, f"dialogue cannot fit: it needs about {_over(needed)} s {rate_note} "
+                        f"but the clip is {_secs(seconds)} s", "shorten or cut lines, speak faster, or make the clip longer",
                         "dialogue-too-long")]
     return []
 
@@ -172,8 +184,8 @@ def lint_project(project: Project, seconds: float | None = None) -> list[Finding
     if timed and timed[-1].end > seconds + 1e-6:
         worst = next(t for t in timed if t.end > seconds + 1e-6)
         found += [Finding("error", f"beat {worst.beat_index + 1}",
-                          f"dialogue cannot fit: line {worst.line_index + 1} ends at about {worst.end:.1f} s at the "
-                          f"stated speaking rate, but the clip is {seconds:g} s",
+                          f"dialogue cannot fit: line {worst.line_index + 1} ends at about {_over(worst.end)} s at the "
+                          f"stated speaking rate, but the clip is {_secs(seconds)} s",
                           "shorten lines or pauses, speak faster, or make the clip longer", "dialogue-too-long")]
     if project.raw is not None and len(project.raw) - 1 != len(lines):
         found.append(Finding("warning", "raw text", f"imported text has {len(project.raw) - 1} span slot(s) but "

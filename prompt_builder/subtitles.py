@@ -20,23 +20,29 @@ def _label(project: Project, line: TimedLine) -> str:
     return f"{name}: {line.text}" if name else line.text
 
 
-def _cues(project: Project) -> list[tuple[float, float, str]]:
+def _cues(project: Project, seconds: float | None) -> list[tuple[float, float, str]]:
+    """Cues within the clip: a line that would start after the clip ends is left out, one that runs
+    past the end ends with the clip (a player shows nothing after the last frame anyway, and a cue
+    past it is a lie about the video). `seconds=None` uses the project's own duration."""
+    limit = project.seconds if seconds is None else seconds
     cues = []
     for line in estimate_timeline(project):
-        end = max(line.end, line.start + 0.001)
+        if line.start >= limit - 0.001:
+            continue
+        end = min(max(line.end, line.start + 0.001), limit)
         cues.append((line.start, end, " ".join(_label(project, line).split())))
     return cues
 
 
-def to_srt(project: Project) -> str:
-    """SubRip text, one cue per line, speaker name first."""
+def to_srt(project: Project, seconds: float | None = None) -> str:
+    """SubRip text, one cue per line, speaker name first, no cue past `seconds` (default: the project's)."""
     blocks = [f"{i}\n{_stamp(a, ',')} --> {_stamp(b, ',')}\n{text}\n"
-              for i, (a, b, text) in enumerate(_cues(project), 1)]
+              for i, (a, b, text) in enumerate(_cues(project, seconds), 1)]
     return "\n".join(blocks)
 
 
-def to_vtt(project: Project) -> str:
-    """WebVTT text, one cue per line, speaker name first."""
+def to_vtt(project: Project, seconds: float | None = None) -> str:
+    """WebVTT text, one cue per line, speaker name first, no cue past `seconds` (default: the project's)."""
     blocks = ["WEBVTT\n"]
-    blocks += [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{text}\n" for a, b, text in _cues(project)]
+    blocks += [f"{_stamp(a, '.')} --> {_stamp(b, '.')}\n{text}\n" for a, b, text in _cues(project, seconds)]
     return "\n".join(blocks)

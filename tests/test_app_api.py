@@ -66,6 +66,12 @@ def test_api_refuses_invalid_request_with_a_message(studio_url):
     with pytest.raises(AppError, match="unknown field"):
         Client(url, verbose=False).predict(json.dumps({"prompt": "x", "bogus": 1}), api_name="/render")
 
+    with pytest.raises(AppError, match="dialogue: dialogue cannot fit.*the clip is 0.5 s"):
+        Client(url, verbose=False).predict(json.dumps({"prompt": "A man says <S>" + "word " * 20 + "<E>",
+                                                       "seconds": 0.5}), api_name="/render")
+    with pytest.raises(AppError, match="(?i)prompt.*empty|empty.*prompt"):
+        Client(url, verbose=False).predict(json.dumps({"prompt": "  "}), api_name="/render")
+
 
 @pytest.mark.slow
 def test_render_over_the_api_returns_stereo_mp4(studio_url):

@@ -121,8 +121,8 @@ def test_estimate_is_labelled_and_grows_with_steps():
     assert text.startswith("**Estimate**") and "GB per GPU" in text and "s/step" in text and "in total" in text
 
     def seconds(t: str) -> float:
-        value, unit = t.split("~")[3].split(" in total")[0].split()
-        return float(value) * (60 if unit == "min" else 1)
+        value, unit = t.split("~")[3].split(" in total")[0].replace(" of denoising", "").split()
+        return float(value) * (60 if unit == "min" else 3600 if unit == "h" else 1)
 
     assert seconds(longer) > seconds(text) > 0
 

@@ -154,3 +154,27 @@ def test_real_engine_queue_cancel_and_restart(tmp_path, monkeypatch):
         assert svc2.build_request(svc2.reuse(second.id)) == second.request
     finally:
         svc2.close()
+
+
+def test_per_client_limit_counts_the_servers_client_id_not_the_pages(tmp_path, monkeypatch):
+    """The Studio tab records its jobs as 'CLIENT#BROWSER': a new page id (another tab, cleared storage)
+    does not buy more queue room; another client still gets its own."""
+    from nava_core.request import MAX_STEPS
+
+    from app.service import QueueFull, QueueLimits
+
+    monkeypatch.setenv("NAVA_STUDIO_HOME", str(tmp_path / "home"))
+    paths = StudioPaths.from_env()
+    svc = StudioService(paths, E.Engine(E.choose_weights("tiny", paths.weights)), limits=QueueLimits(per_client=2))
+    state = B.default_state()
+    state["settings"]["steps"] = MAX_STEPS  # long enough that none finishes while the test submits
+    try:
+        svc.submit(state, owner="session:a#page-1")
+        svc.submit(state, owner="session:a#page-2")
+        with pytest.raises(QueueFull, match="full for you"):
+            svc.submit(state, owner="session:a#page-3")
+        assert svc.submit(state, owner="session:b#page-1").owner == "session:b#page-1"
+    finally:
+        for job in svc.pending():
+            svc.worker.cancel(job.id)
+        svc.close()

@@ -59,7 +59,7 @@ def test_reassign_to_a_cast_member():
     beats, picture, rows, message, ok = _edit(_vals(), {"op": "reassign", "index": 1, "speaker": "A"})
     assert ok, message
     assert beats[1]["speaker"] == "A" and rows[1][3] == "A"
-    assert 'data-speaker="B"><span class="nava-lane-label">B</span></div>' in picture  # B's lane is empty now
+    assert 'data-speaker="B"><span class="nava-lane-label" title="Tom (speaker B)">Tom</span></div>' in picture  # B's lane is empty now
 
 
 def test_move_reorders_lines():

@@ -34,7 +34,7 @@ def _batch_file(folder: Path, n: int) -> Path:
     path = folder / "batch.json"
     path.write_text(json.dumps({
         "name": "kill test", "overrides": TINY,
-        "items": [{"request": {"prompt": "A cat on a windowsill says <S>Feed me now.<E> Rain taps the glass."},
+        "items": [{"request": {"prompt": "A cat on a windowsill meows once. Rain taps the glass."},
                    "seeds": n}],
     }), encoding="utf-8")
     return path

@@ -35,6 +35,16 @@ def test_sweep_values_parse_and_refuse() -> None:
         build_definition([PRESET], 1, [("steps", "2"), ("steps", "3")])
 
 
+def test_batch_refuses_what_the_studio_refuses() -> None:
+    """`nava-render batch`'s check (lint_jobs): a dialogue preset in a clip too short for it is refused with
+    the Studio's lint message, before anything is queued."""
+    from nava_core.batch import BatchError, expand_batch, lint_jobs
+
+    with pytest.raises(BatchError, match="dialogue cannot fit.*but the clip is 0.5 s"):
+        lint_jobs(expand_batch(build_definition(["single_speaker_to_camera"], 1, [], seconds=0.5)))
+    assert lint_jobs(expand_batch(build_definition(["single_speaker_to_camera"], 1, [], seconds=6)))  # fits: planned
+
+
 @pytest.fixture
 def service(tmp_path: Path, tiny_weights):
     svc = StudioService(StudioPaths.from_env(tmp_path / "home"), E.Engine(_tiny_choice(tiny_weights)))
@@ -44,7 +54,9 @@ def service(tmp_path: Path, tiny_weights):
 
 def test_guidance_by_seed_sweep_renders_and_compares_side_by_side(service) -> None:
     runner = Batches(service)
-    defn = build_definition([PRESET], 2, [("audio guidance", "1.0, 2.0")], first_seed=1, steps=2, seconds=0.5)
+    # a preset without dialogue: a 0.5 s clip cannot hold spoken lines (the Studio's lint refuses that)
+    defn = build_definition(["silent_action_effects"], 2, [("audio guidance", "1.0, 2.0")], first_seed=1, steps=2,
+                            seconds=0.5)
     jobs = runner.plan(defn)
     assert [j.label for j in jobs] == ["audio=1.0, seed=1", "audio=1.0, seed=2", "audio=2.0, seed=1",
                                        "audio=2.0, seed=2"]

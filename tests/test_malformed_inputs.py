@@ -421,7 +421,9 @@ def test_mp3_named_wav_is_accepted_by_content(tmp_path: Path) -> None:
     check = check_audio_file(path)
     assert check.kind == "mp3" and check.duration_s > 1.0 and "contains MP3" in check.warnings[0]
     batch = tmp_path / "b.json"
-    batch.write_text(json.dumps({"name": "mp3", "items": [{"request": {**BASE, "speaker_wavs": ["voice.wav"]}}]}))
+    # 1 s: the line must fit the clip (the batch runs the Studio's lint too)
+    batch.write_text(json.dumps({"name": "mp3", "items": [{"request": {**BASE, "seconds": 1.0,
+                                                                       "speaker_wavs": ["voice.wav"]}}]}))
     plan = plan_batch(batch, out_dir=tmp_path / "out")
     assert plan.jobs[0].request.speaker_wavs == (str(path),)
 

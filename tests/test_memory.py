@@ -179,3 +179,19 @@ def test_load_backbone_for_profile(tiny_weights, profile: str) -> None:
     for k, v in file.items():
         expected = quantize_weight(v)[0] if k in fp8 else v
         assert torch.equal(state[k].float(), expected.float()), k
+
+
+def test_audio_only_estimate_is_bounded_by_weight_reads_and_reads_well() -> None:
+    """Few tokens: the FLOP count alone promised ~0.01 s/step; a forward at least streams its weights."""
+    from nava_core.config import GuidanceScales
+    from nava_core.estimate import (REFERENCE_HBM_BYTES_PER_S, duration_text, estimate, param_counts)
+    from nava_core.config import NAVAConfig
+    from nava_core.request import RenderRequest
+
+    req = RenderRequest(prompt="A voice says <S>hello there<E>", mode="audio", seconds=5.0, steps=50,
+                        guidance=GuidanceScales.audio_only())
+    est = estimate(req, profile="resident", gpus=1)
+    weights_read = 4 * param_counts(NAVAConfig.release()).total / REFERENCE_HBM_BYTES_PER_S
+    assert est.seconds_per_step >= est.forwards_per_step * weights_read
+    assert "0.0 s" not in est.describe() and duration_text(est.total_seconds) != "0 s"
+    assert duration_text(0.6) == "0.6 s" and duration_text(48.2) == "48 s" and duration_text(228) == "3.8 min"

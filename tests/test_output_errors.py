@@ -104,7 +104,8 @@ def test_batch_with_incoming_blocked_requeues_the_job(tmp_path: Path, tiny_weigh
     out.mkdir()
     (out / INCOMING_DIR).write_text("in the way")
     batch = tmp_path / "b.json"
-    batch.write_text(json.dumps({"name": "blocked", "items": [{"request": REQ}]}), encoding="utf-8")
+    # 1 s: the batch lints each item first (nava_core.preflight), and "Hello there." needs about 1 s
+    batch.write_text(json.dumps({"name": "blocked", "items": [{"request": {**REQ, "seconds": 1.0}}]}), encoding="utf-8")
     argv = ["batch", str(batch), "--weights", str(tiny_weights), "--out", str(out), "-q"]
     rc = main(argv)
     line = _one_line(capsys.readouterr().err)

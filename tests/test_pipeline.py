@@ -234,3 +234,15 @@ def test_audio_mode_at_48khz_writes_the_vocoder_rate(tiny_pipe, tmp_path):
         assert info.sample_rate == 48000 and info.channels == 2
         assert abs(info.duration_s - 1.0) <= 0.04 + 1e-6
     assert json.loads(outs.sidecar.read_text())["audio_sample_rate"] == 48000
+
+
+def test_srt_of_an_overlong_dialogue_ends_with_the_video(tiny_pipe, tmp_path):
+    """The SRT written next to a render carries no cue past the clip actually rendered."""
+    import re
+
+    req = _req(steps=1, seconds=1.0)  # two lines that need ~4 s in a 1 s clip
+    outs = render_to_files(tiny_pipe, req, tmp_path)
+    ends = [m for m in re.findall(r"--> (\d\d):(\d\d):(\d\d),(\d\d\d)", outs.srt.read_text())]
+    assert ends
+    last = max(int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000 for h, m, s, ms in ends)
+    assert last <= probe(outs.mp4).duration_s + 1e-3

@@ -135,3 +135,27 @@ def test_goldens_cover_both_languages() -> None:
     langs = {load_preset(n).language for n in list_presets()}
     assert langs == {"en", "zh"}
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == list_presets()
+
+
+def test_prose_grammar_and_rounding() -> None:
+    """The sentences people reported: a place without a preposition, a shot size that already ends in
+    'shot', a timeline pause with milliseconds in it, and a capitalised action after a connector."""
+    from prompt_builder import Beat, Camera, CastMember, Project, Scene
+
+    project = Project(
+        scene=Scene(setting="a sunlit corner cafe"),
+        camera=Camera(shot_size="medium two-shot", angle="slightly low angle"),
+        cast=[CastMember("A", name="Mia")],
+        timeline=[Beat("line", "Hello there.", speaker="A"), Beat("action", "A cup falls.", pause=0.483),
+                  Beat("line", "Oops.", speaker="A", pause=1.04)],
+    )
+    text = compile_project(project).text
+    assert "takes place in a sunlit corner cafe." in text
+    assert "a medium two-shot from a slightly low angle" in text and "shot shot" not in text
+    assert "after a pause of about 0.5 seconds, a cup falls." in text
+    assert "after a pause of about 1 second, " in text and "0.483" not in text
+    project.scene.setting = "on a rooftop at dusk"
+    project.camera.shot_size = "extreme close-up"
+    text = compile_project(project).text
+    assert "takes place on a rooftop at dusk." in text and "in on a" not in text
+    assert "frames an extreme close-up shot" in text

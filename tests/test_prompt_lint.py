@@ -109,3 +109,10 @@ def test_clean_preset_has_no_findings(name: str) -> None:
         member.voice_file = f"voices/{member.id}.wav"
     assert lint_project(project) == []
     assert lint_text(compile_project(project).text, project.seconds) == []
+
+
+def test_clip_length_is_rounded_in_messages() -> None:
+    """A 49-frame clip is 2.041666... s: the message says 2.04, and the need never reads as shorter."""
+    text = "A man says <S>" + "word " * 12 + "<E>"
+    (finding,) = [f for f in lint_text(text, 49 / 24) if f.code == "dialogue-too-long"]
+    assert "the clip is 2.04 s" in finding.message and "2.04167" not in finding.message

@@ -79,3 +79,15 @@ def test_silent_project_gives_empty_subtitles() -> None:
     project = load_preset("silent_action_effects")
     assert list(srt.parse(to_srt(project))) == []
     assert to_vtt(project).startswith("WEBVTT")
+
+
+def test_subtitles_never_run_past_the_clip() -> None:
+    from prompt_builder import Beat, CastMember, Project, to_srt, to_vtt
+
+    project = Project(seconds=2.0, cast=[CastMember("A", name="Mia")],
+                      timeline=[Beat("line", "one two three four five six", speaker="A"),
+                                Beat("line", "and this line starts after the end", speaker="A")])
+    srt = to_srt(project)
+    assert srt.count(" --> ") == 1  # the second line would start after 2 s: no cue
+    assert "--> 00:00:02,000" in srt  # the first is cut at the clip's end
+    assert to_vtt(project, seconds=1.5).count("--> 00:00:01.500") == 1

@@ -73,10 +73,12 @@ def download_weights(
         snapshot_download(repo_id=repo_id, local_dir=str(root), ignore_patterns=exclude or None,
                           endpoint=endpoint, tqdm_class=_progress_bar(progress))
     except Exception as e:  # connection, HTTP and offline-cache errors all mean the same to a user
+        logger.warning("download of %s failed: %s: %s", repo_id, type(e).__name__, e)
         raise HubUnreachableError(
-            f"could not download {repo_id} from the Hugging Face Hub ({type(e).__name__}: {e}). "
-            "Check the network or proxy settings and press Download again (finished files are kept), or "
-            "download on another machine and copy the folder here."
+            f"could not download {repo_id}: this machine cannot reach the Hugging Face Hub (no internet "
+            "connection, a proxy or firewall in the way, or the Hub is down). Check the network or proxy "
+            "settings and press Download again (finished files are kept), or download on another machine "
+            "and copy the folder here."
         ) from e
     if verify:
         bad = verify_download(root, repo_id, endpoint, progress)
