@@ -235,7 +235,7 @@ def test_admin_events_called_raw(tmp_path_factory, tiny_weights: Path, refused) 
         assert len(answers) == 1 and "outside the folders this studio may use" in answers.pop()
         assert not outside.exists(), "a refused download created its folder"
         # inside the data folder, from this machine: allowed (the report of an empty folder)
-        text, _, _ = inspect(str(home / "weights" / "nava"), local)
+        text = inspect(str(home / "weights" / "nava"), local)[0]
         assert "incomplete" in text
     finally:
         service.close()
@@ -246,7 +246,7 @@ def test_admin_events_called_raw(tmp_path_factory, tiny_weights: Path, refused) 
         inspect = _event(demo, "_inspect")
         with pytest.raises(gr.Error, match="needs a login"):
             inspect(str(home / "weights" / "nava"), _request_from("127.0.0.1"))
-        text, _, _ = inspect(str(home / "weights" / "nava"), _request_from("203.0.113.7", username="u"))
+        text = inspect(str(home / "weights" / "nava"), _request_from("203.0.113.7", username="u"))[0]
         assert "incomplete" in text
     finally:
         service.close()
