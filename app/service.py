@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from nava_core.config import nearest_bucket
 from nava_core.progress import PHASE_LABELS, ProgressEvent, RenderCancelled
@@ -443,33 +443,6 @@ class StudioService:
                               picture=None if result.mp4 else _opt(result.thumbnail), files=files)
         error = _job_error(job)
         return RenderView(job_id, job.state, panel(job.state, error, 0.0), error=error)
-
-    def follow(self, job_id: int, interval: float = 0.25) -> Iterator[RenderView]:
-        """Views of a job until it finishes (the page's render handler yields these)."""
-        last = None
-        while True:
-            job = self.worker.wait(job_id, interval)
-            v = self.view(job_id)
-            if v != last:
-                yield v
-                last = v
-            if job is None or job.finished:
-                return
-
-    async def follow_async(self, job_id: int, interval: float = 0.25):
-        """`follow` for async handlers: waits on the event loop instead of holding a worker thread."""
-        import asyncio
-
-        last = None
-        while True:
-            job = self.jobs.get(job_id)
-            v = self.view(job_id)
-            if v != last:
-                yield v
-                last = v
-            if job is None or job.finished:
-                return
-            await asyncio.sleep(interval)
 
     def render_blocking(self, request: RenderRequest, timeout: float | None = None, owner: str = "api") -> Job:
         job = self.submit(None, owner=owner, request=request, source="api")

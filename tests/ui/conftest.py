@@ -27,29 +27,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def running_studio(home: Path, log_path: Path, start_timeout_s: float = 60) -> Iterator[tuple[str, float]]:
+    """`python app.py --weights tiny` on a free port with `home` as its data folder, logging to `log_path`;
+    yields (url, seconds it took to answer) and stops it afterwards."""
+    port = _free_port()
+    env = {**os.environ, "NAVA_STUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "app.py", "--weights", "tiny", "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.perf_counter() - t0 > start_timeout_s:
+                        raise AssertionError(log_path.read_text()[-3000:])
+                    time.sleep(0.25)
+            yield url, time.perf_counter() - t0
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 @pytest.fixture
 def studio(tmp_path):
-    port = _free_port()
-    env = {**os.environ, "NAVA_STUDIO_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
-    log = open(tmp_path / "studio.log", "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py", "--weights", "tiny", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - t0 > 60:
-                    raise AssertionError((tmp_path / "studio.log").read_text()[-3000:])
-                time.sleep(0.25)
-        yield url, time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
+    with running_studio(tmp_path / "home", tmp_path / "studio.log") as started:
+        yield started
 
 
 @contextmanager

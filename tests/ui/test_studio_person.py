@@ -13,17 +13,15 @@ tests/_artifacts/screenshots/. The server log of the whole module must hold no t
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import ARGS, CHROMIUM, ROOT, _free_port
+from .conftest import ARGS, CHROMIUM, ROOT, running_studio
 
 pytestmark = pytest.mark.slow
 
@@ -38,31 +36,14 @@ def busy_studio(tmp_path_factory):
     """The studio on a free port plus a process burning a CPU core for the whole module."""
     tmp = tmp_path_factory.mktemp("busy_studio")
     home = tmp / "home"
-    port = _free_port()
-    env = {**os.environ, "NAVA_STUDIO_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     log_path = tmp / "studio.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py", "--weights", "tiny", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    url = f"http://127.0.0.1:{port}/"
-    t0 = time.perf_counter()
     try:
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - t0 > 90:
-                    raise AssertionError(log_path.read_text()[-3000:])
-                time.sleep(0.25)
-        yield url, home, log_path
+        with running_studio(home, log_path, start_timeout_s=90) as (url, _):
+            yield url, home, log_path
     finally:
         hog.kill()
         hog.wait(10)
-        proc.terminate()
-        proc.wait(30)
-        log.close()
     text = log_path.read_text()
     assert "Traceback" not in text, text[text.index("Traceback") - 500:][:4000]
 
